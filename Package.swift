@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "SafeNeuron",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "safeneuron", targets: ["safeneuron"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "Tensors", dependencies: ["COpenBLAS"]),
+        .target(name: "ModelFiles"),
+        .target(name: "Tokenization"),
+        .target(name: "Transformer", dependencies: ["Tensors"]),
+        .target(name: "Runtime", dependencies: ["Tensors", "ModelFiles", "Tokenization", "Transformer"]),
+        .target(name: "SafetyNeurons", dependencies: ["Tensors", "Transformer", "Runtime"]),
+        .target(name: "Alignment", dependencies: ["Tensors", "Transformer", "Runtime"]),
+        .target(name: "Evaluation", dependencies: ["Tensors", "Transformer", "Runtime"]),
+        .target(name: "Pipeline", dependencies: ["Runtime", "SafetyNeurons", "Alignment", "Evaluation"]),
+        .executableTarget(name: "safeneuron", dependencies: [
+            "Tensors", "ModelFiles", "Tokenization", "Transformer", "Runtime",
+            "SafetyNeurons", "Alignment", "Evaluation", "Pipeline",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "ModelFilesTests", dependencies: ["ModelFiles"]),
+        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
+        .testTarget(name: "TransformerTests", dependencies: ["Transformer", "Tensors"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime"]),
+        .testTarget(name: "SafetyNeuronsTests", dependencies: ["SafetyNeurons"]),
+        .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
+    ],
+    // Numeric kernels hand raw buffers to concurrentPerform; Swift 5 mode keeps that legal
+    // without wrapping every pointer in a Sendable box.
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,8 @@
+// Debian's libopenblas-dev installs cblas.h under the multiarch include folder.
+#if __has_include(<x86_64-linux-gnu/cblas.h>)
+#include <x86_64-linux-gnu/cblas.h>
+#elif __has_include(<aarch64-linux-gnu/cblas.h>)
+#include <aarch64-linux-gnu/cblas.h>
+#else
+#include <cblas.h>
+#endif

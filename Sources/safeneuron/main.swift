@@ -1,0 +1,3 @@
+import ArgumentParser
+import Tensors
+print("safeneuron: core \(BLAS.coreName)")
