@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import Runtime
+import Transformer
+
+/// Options shared by every command that loads a model.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "A .gguf file or a Hugging Face model folder (default: the set-up's SmolLM2-135M-Instruct).")
+    var model: String?
+
+    var path: String { model ?? DataPaths.defaultModel }
+
+    func load() throws -> LanguageModel {
+        let started = Date()
+        let m = try LanguageModel.load(path)
+        Progress.note("loaded \(m.displayName) (\(m.format), \(m.config.numHiddenLayers) layers) in \(String(format: "%.1f", Date().timeIntervalSince(started)))s")
+        return m
+    }
+}
+
+/// Options of commands that can run a model under the neuron-pruning attack.
+struct PruneOptions: ParsableArguments {
+    @Option(help: "A neurons.json from `identify`: zero those neurons' activations at inference.")
+    var prune: String?
+
+    @Option(help: "Which set of the neurons file to prune: union, es, sas or topk.")
+    var pruneSet: String = "union"
+
+    func neuronSet(for model: LanguageModel) throws -> NeuronSet? {
+        guard let prune else { return nil }
+        return try NeuronFileReader.load(prune, set: pruneSet, config: model.config)
+    }
+}
+
+/// Exit codes documented in the README.
+enum ExitStatus: Int32 {
+    case failure = 1, usage = 2, badInput = 3, io = 4, numerical = 5
+}
+
+/// Runs a command body, mapping our typed errors to one stderr line and a documented exit code.
+func runReporting(_ body: () throws -> Void) throws {
+    do { try body() } catch let e as ExitCode { throw e } catch let e as ValidationError { throw e } catch {
+        let (code, text) = classify(error)
+        FileHandle.standardError.write(Data("safeneuron: error: \(text)\n".utf8))
+        throw ExitCode(code.rawValue)
+    }
+}
+
+func classify(_ error: Error) -> (ExitStatus, String) {
+    let text = (error as? CustomStringConvertible)?.description ?? "\(error)"
+    switch error {
+    case let e as RuntimeError:
+        switch e {
+        case .io: return (.io, text)
+        case .invalidArgument: return (.usage, text)
+        default: return (.badInput, text)
+        }
+    default:
+        let typeName = String(describing: type(of: error))
+        if typeName.contains("Numerical") { return (.numerical, text) }
+        if typeName.contains("IO") { return (.io, text) }
+        return (.badInput, text)
+    }
+}
+
+func printJSON(_ object: Any) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+    FileHandle.standardOutput.write(data)
+    FileHandle.standardOutput.write(Data("\n".utf8))
+}

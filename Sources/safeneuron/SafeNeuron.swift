@@ -1,0 +1,27 @@
+import ArgumentParser
+import Tensors
+
+@main
+struct SafeNeuronMain {
+    static func main() {
+        // Must run before the first BLAS call: it may re-execute the process with better kernels.
+        BLASEnvironment.ensurePreferredCore()
+        SafeNeuron.main()
+    }
+}
+
+struct SafeNeuron: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "safeneuron",
+        abstract: "Find, protect and attack the safety neurons of Llama-family LLMs, on a CPU.",
+        discussion: """
+        MODEL is a .gguf file or a Hugging Face model folder (config.json, model.safetensors or shards, \
+        tokenizer.json, tokenizer_config.json). Without --model the default SmolLM2-135M-Instruct GGUF \
+        fetched by scripts/setup.sh is used. Exit codes: 0 ok, 1 failure, 2 usage, 3 bad input file, \
+        4 I/O error, 5 numerical fault.
+        """,
+        subcommands: [
+            InspectCommand.self, TokenizeCommand.self, GenerateCommand.self, LogprobCommand.self,
+            ConvertCommand.self,
+        ])
+}

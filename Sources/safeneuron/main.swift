@@ -1,3 +1,0 @@
-import ArgumentParser
-import Tensors
-print("safeneuron: core \(BLAS.coreName)")
