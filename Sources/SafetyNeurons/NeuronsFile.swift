@@ -162,6 +162,12 @@ public struct NeuronsFile: Codable, Equatable, Sendable {
         do {
             file = try JSONDecoder().decode(NeuronsFile.self, from: data)
         } catch let e as DecodingError {
+            // Foundation's decoder hides where the syntax broke; its serializer usually says.
+            if case .dataCorrupted(let ctx) = e, ctx.codingPath.isEmpty {
+                do { _ = try JSONSerialization.jsonObject(with: data) } catch {
+                    throw SafetyNeuronsError.invalidFile(path: source, reason: "not valid JSON: \(((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String) ?? error.localizedDescription)")
+                }
+            }
             throw SafetyNeuronsError.invalidFile(path: source, reason: describe(e))
         } catch {
             throw SafetyNeuronsError.invalidFile(path: source, reason: "not valid JSON: \(error)")
