@@ -44,18 +44,16 @@ public enum SVGChart {
         if hi < lo { swap(&lo, &hi) }
         if hi == lo { hi = lo + (lo == 0 ? 1 : abs(lo) * 0.1) }
         let raw = (hi - lo) / Double(max(1, target))
-        let mag = pow(10, floor(log10(raw)))
-        let step = [1.0, 2.0, 2.5, 5.0, 10.0].map { $0 * mag }.first { $0 >= raw } ?? 10 * mag
-        let start = floor(lo / step) * step
-        let end = ceil(hi / step) * step
+        let exponent = floor(log10(raw))
+        let mag = pow(10, exponent)
+        let mult = [1.0, 2.0, 2.5, 5.0, 10.0].first { $0 * mag >= raw } ?? 10
+        let step = mult * mag
+        // Ticks are k × mult ÷ 10^-e (an exact integer) rather than a running sum, so 0.6 prints as 0.6.
+        let value: (Int) -> Double = { k in exponent < 0 ? Double(k) * mult / pow(10, -exponent) : Double(k) * mult * mag }
+        let k0 = Int(floor(lo / step)), k1 = Int(ceil(hi / step))
+        guard k1 - k0 < 200 else { return [lo, hi] }
         var ticks: [Double] = []
-        var v = start
-        var guardCount = 0
-        while v <= end + step * 1e-9 && guardCount < 100 {
-            ticks.append(abs(v) < step * 1e-9 ? 0 : v)
-            v += step
-            guardCount += 1
-        }
+        for k in k0...max(k0, k1) { ticks.append(value(k) == 0 ? 0 : value(k)) }
         return ticks
     }
 
