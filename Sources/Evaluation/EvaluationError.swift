@@ -1,0 +1,71 @@
+import Foundation
+
+/// Errors from reading prompt/record files and writing evaluation outputs.
+/// Every case names the file (or source) it came from, and where applicable the 1-based line.
+public enum EvaluationError: Error, CustomStringConvertible, Equatable {
+    case io(path: String, reason: String)
+    case malformed(path: String, line: Int, reason: String)
+    case missingColumn(path: String, wanted: [String], found: [String])
+    case unsupportedFormat(path: String, reason: String)
+    case unknownDataset(name: String, known: [String])
+    case invalidArgument(reason: String)
+
+    public var description: String {
+        switch self {
+        case let .io(path, reason): return "\(path): \(reason)"
+        case let .malformed(path, line, reason): return "\(path):\(line): \(reason)"
+        case let .missingColumn(path, wanted, found):
+            return "\(path):1: missing column (expected one of \(wanted.joined(separator: ", "))); header has \(found.joined(separator: ", "))"
+        case let .unsupportedFormat(path, reason): return "\(path): \(reason)"
+        case let .unknownDataset(name, known):
+            return "unknown dataset '\(name)' (known: \(known.joined(separator: ", ")))"
+        case let .invalidArgument(reason): return "invalid argument: \(reason)"
+        }
+    }
+}
+
+enum FileIO {
+    /// Reads a whole text file as UTF-8, stripping a leading BOM.
+    static func readText(_ url: URL, maxBytes: Int = 256 << 20) throws -> String {
+        let path = url.path
+        let attrs: [FileAttributeKey: Any]
+        do { attrs = try FileManager.default.attributesOfItem(atPath: path) } catch {
+            throw EvaluationError.io(path: path, reason: "cannot open (\(error.localizedDescription))")
+        }
+        if let size = (attrs[.size] as? NSNumber)?.intValue, size > maxBytes {
+            throw EvaluationError.io(path: path, reason: "file is \(size) bytes, over the \(maxBytes)-byte limit")
+        }
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw EvaluationError.io(path: path, reason: "cannot read (\(error.localizedDescription))")
+        }
+        guard var text = String(data: data, encoding: .utf8) else {
+            throw EvaluationError.io(path: path, reason: "not valid UTF-8")
+        }
+        if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
+        return text
+    }
+
+    /// Writes via a temp file in the same folder then renames, so readers never see a partial file.
+    static func writeAtomically(_ data: Data, to url: URL) throws {
+        let dir = url.deletingLastPathComponent()
+        do {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))")
+            try data.write(to: tmp)
+            if rename(tmp.path, url.path) != 0 {
+                let err = String(cString: strerror(errno))
+                try? FileManager.default.removeItem(at: tmp)
+                throw EvaluationError.io(path: url.path, reason: "rename failed: \(err)")
+            }
+        } catch let e as EvaluationError {
+            throw e
+        } catch {
+            throw EvaluationError.io(path: url.path, reason: "cannot write (\(error.localizedDescription))")
+        }
+    }
+
+    static func writeAtomically(_ text: String, to url: URL) throws {
+        try writeAtomically(Data(text.utf8), to: url)
+    }
+}

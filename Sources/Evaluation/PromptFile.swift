@@ -1,0 +1,204 @@
+import Foundation
+
+/// One evaluation prompt. `category` groups results (ASR by category); `id` is a stable key when the source has one.
+public struct PromptRecord: Codable, Equatable, Hashable, Sendable {
+    public var prompt: String
+    public var category: String?
+    public var id: String?
+
+    public init(prompt: String, category: String? = nil, id: String? = nil) {
+        self.prompt = prompt
+        self.category = category
+        self.id = id
+    }
+}
+
+/// Loads prompt lists from `.txt`, `.jsonl` or `.csv` files.
+public enum PromptFile {
+    /// Column names accepted for the prompt text, in priority order (ours, StrongREJECT, HarmBench, AdvBench).
+    public static let promptColumns = ["prompt", "forbidden_prompt", "Behavior", "goal"]
+    /// Column names accepted for the category (ours, StrongREJECT, HarmBench, Do-Not-Answer).
+    public static let categoryColumns = ["category", "SemanticCategory", "risk_area"]
+    /// Column names accepted for a stable id (HarmBench uses BehaviorID).
+    public static let idColumns = ["id", "BehaviorID"]
+
+    /// Loads by file extension. `where` keeps only CSV rows whose named columns equal the given values
+    /// (e.g. `["FunctionalCategory": "standard"]`); it is an error if such a column is missing.
+    public static func load(path: String, where filter: [String: String] = [:]) throws -> [PromptRecord] {
+        try load(url: URL(fileURLWithPath: path), where: filter)
+    }
+
+    public static func load(url: URL, where filter: [String: String] = [:]) throws -> [PromptRecord] {
+        let ext = url.pathExtension.lowercased()
+        let text = try FileIO.readText(url)
+        switch ext {
+        case "txt": return parseText(text)
+        case "jsonl": return try parseJSONL(text, source: url.path)
+        case "csv": return try parseCSV(text, source: url.path, where: filter)
+        default:
+            throw EvaluationError.unsupportedFormat(path: url.path,
+                reason: "unsupported prompt file extension '.\(ext)' (expected .txt, .jsonl or .csv)")
+        }
+    }
+
+    /// One prompt per line; blank lines and lines starting with `#` (after leading spaces) are skipped.
+    public static func parseText(_ text: String) -> [PromptRecord] {
+        var out: [PromptRecord] = []
+        for raw in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            out.append(PromptRecord(prompt: line))
+        }
+        return out
+    }
+
+    /// One JSON object per line with a string field `prompt`; optional string `category`, optional `id` (string or number).
+    public static func parseJSONL(_ text: String, source: String, defaultCategory: String? = nil) throws -> [PromptRecord] {
+        var out: [PromptRecord] = []
+        var lineNo = 0
+        for raw in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
+            lineNo += 1
+            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.isEmpty { continue }
+            let obj: Any
+            do { obj = try JSONSerialization.jsonObject(with: Data(line.utf8), options: []) } catch {
+                throw EvaluationError.malformed(path: source, line: lineNo, reason: "bad JSON (\(briefJSONError(error)))")
+            }
+            guard let dict = obj as? [String: Any] else {
+                throw EvaluationError.malformed(path: source, line: lineNo, reason: "expected a JSON object")
+            }
+            guard let prompt = dict["prompt"] as? String else {
+                let why = dict["prompt"] == nil ? "missing field 'prompt'" : "field 'prompt' is not a string"
+                throw EvaluationError.malformed(path: source, line: lineNo, reason: why)
+            }
+            var category = defaultCategory
+            if let c = dict["category"] {
+                guard let s = c as? String else {
+                    throw EvaluationError.malformed(path: source, line: lineNo, reason: "field 'category' is not a string")
+                }
+                category = s
+            }
+            var id: String?
+            if let v = dict["id"] {
+                if let s = v as? String { id = s } else if let n = v as? NSNumber { id = n.stringValue }
+            }
+            out.append(PromptRecord(prompt: prompt, category: category, id: id))
+        }
+        return out
+    }
+
+    public static func parseCSV(_ text: String, source: String, where filter: [String: String] = [:]) throws -> [PromptRecord] {
+        let table = try CSVTable.parse(text, source: source)
+        guard let pCol = table.columnIndex(promptColumns) else {
+            throw EvaluationError.missingColumn(path: source, wanted: promptColumns, found: table.header)
+        }
+        let cCol = table.columnIndex(categoryColumns)
+        let iCol = table.columnIndex(idColumns)
+        var filters: [(Int, String)] = []
+        for (name, value) in filter.sorted(by: { $0.key < $1.key }) {
+            guard let i = table.columnIndex([name]) else {
+                throw EvaluationError.missingColumn(path: source, wanted: [name], found: table.header)
+            }
+            filters.append((i, value))
+        }
+        var out: [PromptRecord] = []
+        for row in table.rows {
+            guard row.fields.count == table.header.count else {
+                throw EvaluationError.malformed(path: source, line: row.line,
+                    reason: "row has \(row.fields.count) fields, header has \(table.header.count)")
+            }
+            if filters.contains(where: { row.fields[$0.0] != $0.1 }) { continue }
+            let prompt = row.fields[pCol]
+            if prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                throw EvaluationError.malformed(path: source, line: row.line, reason: "empty prompt")
+            }
+            let cat = cCol.map { row.fields[$0] }.flatMap { $0.isEmpty ? nil : $0 }
+            let id = iCol.map { row.fields[$0] }.flatMap { $0.isEmpty ? nil : $0 }
+            out.append(PromptRecord(prompt: prompt, category: cat, id: id))
+        }
+        return out
+    }
+
+    static func briefJSONError(_ error: Error) -> String {
+        let ns = error as NSError
+        if let d = ns.userInfo[NSDebugDescriptionErrorKey] as? String { return d }
+        return ns.localizedDescription
+    }
+}
+
+/// The built-in prompt sets. Paths are relative to the data root (the repository root), which is
+/// the `root` argument, else `$SAFENEURON_DATA`, else the current directory.
+public enum BuiltinDataset: String, CaseIterable, Sendable {
+    /// StrongREJECT full set: 313 forbidden prompts, 6 categories.
+    case strongreject
+    /// StrongREJECT small set (60 prompts).
+    case strongrejectSmall = "strongreject-small"
+    /// HarmBench text test split restricted to FunctionalCategory == standard (159 behaviours).
+    case harmbench
+    /// Do-Not-Answer: every `*.jsonl` under its folder; category = file stem.
+    case donotanswer
+    /// Our held-out benign prompts for the over-refusal rate.
+    case harmless
+
+    public static let environmentVariable = "SAFENEURON_DATA"
+
+    public static func dataRoot(_ root: URL? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
+        if let root { return root }
+        if let env = environment[environmentVariable], !env.isEmpty { return URL(fileURLWithPath: env, isDirectory: true) }
+        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true)
+    }
+
+    public static func named(_ name: String) throws -> BuiltinDataset {
+        guard let d = BuiltinDataset(rawValue: name.lowercased()) else {
+            throw EvaluationError.unknownDataset(name: name, known: allCases.map(\.rawValue))
+        }
+        return d
+    }
+
+    /// Repo-relative location (a file, or a folder for Do-Not-Answer).
+    public var relativePath: String {
+        switch self {
+        case .strongreject: return "vendor-data/datasets/strongreject/strongreject_dataset.csv"
+        case .strongrejectSmall: return "vendor-data/datasets/strongreject/strongreject_small_dataset.csv"
+        case .harmbench: return "vendor-data/datasets/harmbench/harmbench_behaviors_text_test.csv"
+        case .donotanswer: return "vendor-data/datasets/donotanswer"
+        case .harmless: return "data/harmless_eval.txt"
+        }
+    }
+
+    public func url(root: URL? = nil) -> URL {
+        BuiltinDataset.dataRoot(root).appendingPathComponent(relativePath)
+    }
+
+    public func load(root: URL? = nil) throws -> [PromptRecord] {
+        let u = url(root: root)
+        switch self {
+        case .strongreject, .strongrejectSmall, .harmless:
+            return try PromptFile.load(url: u)
+        case .harmbench:
+            return try PromptFile.load(url: u, where: ["FunctionalCategory": "standard"])
+        case .donotanswer:
+            let files: [String]
+            do { files = try FileManager.default.contentsOfDirectory(atPath: u.path) } catch {
+                throw EvaluationError.io(path: u.path, reason: "cannot list folder (\(error.localizedDescription))")
+            }
+            let jsonl = files.filter { $0.hasSuffix(".jsonl") }.sorted()
+            guard !jsonl.isEmpty else { throw EvaluationError.io(path: u.path, reason: "no .jsonl files") }
+            var out: [PromptRecord] = []
+            for f in jsonl {
+                let fu = u.appendingPathComponent(f)
+                let stem = (f as NSString).deletingPathExtension
+                out += try PromptFile.parseJSONL(FileIO.readText(fu), source: fu.path, defaultCategory: stem)
+                    .map { var r = $0; r.category = stem; return r }
+            }
+            return out
+        }
+    }
+}
+
+/// Resolves a dataset argument: a built-in name, else a path to a prompt file.
+public func loadPrompts(_ nameOrPath: String, root: URL? = nil) throws -> [PromptRecord] {
+    if let d = BuiltinDataset(rawValue: nameOrPath.lowercased()) { return try d.load(root: root) }
+    if FileManager.default.fileExists(atPath: nameOrPath) { return try PromptFile.load(path: nameOrPath) }
+    throw EvaluationError.unknownDataset(name: nameOrPath, known: BuiltinDataset.allCases.map(\.rawValue))
+}
