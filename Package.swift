@@ -34,7 +34,7 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"]),
         .testTarget(name: "SafetyNeuronsTests", dependencies: ["SafetyNeurons"]),
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"], exclude: ["Fixtures"]),
     ],
     // Numeric kernels hand raw buffers to concurrentPerform; Swift 5 mode keeps that legal
     // without wrapping every pointer in a Sendable box.
