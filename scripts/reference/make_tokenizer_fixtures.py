@@ -280,11 +280,15 @@ def build_gguf_fixtures(styles):
                   ("<think>", "</think>")),
         "gpt2": (styles["gpt2"], "gpt2", "gpt2", "<|endoftext|>", "<|endoftext|>", None, None, None, None, None, ()),
         "llama": (styles["llama2"], "llama", None, "<s>", "</s>", "<unk>", None, None, None, True, ("<think>",)),
+        # Most Llama-2 GGUFs carry no merges: transformers rebuilds them from the scores.
+        "llama_nomerges": (styles["llama2"], "llama", None, "<s>", "</s>", "<unk>", None, None, True, True, ()),
     }
     for name, (tok, mtype, pre, bos, eos, unk, pad, add_bos, add_eos, asp, user) in specs.items():
         idof = lambda t: None if t is None else tok.token_to_id(t)
         # GGUF has no separate added-token table: fold added tokens into the vocabulary by id.
         meta = gguf_meta_from(tok, mtype, pre, idof(bos), idof(eos), idof(unk), idof(pad), add_bos, add_eos, asp, user)
+        if name.endswith("_nomerges"):
+            del meta["merges"]
         with tempfile.TemporaryDirectory() as d:
             write_tiny_gguf(meta, os.path.join(d, "tiny.gguf"))
             hf = hf_gguf_tokenizer(d, "tiny.gguf")
