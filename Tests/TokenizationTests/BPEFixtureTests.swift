@@ -23,7 +23,8 @@ func loadExpected(_ name: String) throws -> (vocabSize: Int, rows: [ExpectedRow]
 }
 
 func loadGGUFMeta(_ name: String) throws -> GGUFTokenizerMetadata {
-    let data = try Data(contentsOf: fixtureDir.appendingPathComponent(name))
+    let url = name.hasPrefix("/") ? URL(fileURLWithPath: name) : fixtureDir.appendingPathComponent(name)
+    let data = try Data(contentsOf: url)
     let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
     return GGUFTokenizerMetadata(
         model: o["model"] as! String, pre: o["pre"] as? String, tokens: o["tokens"] as! [String],
