@@ -107,6 +107,12 @@ extension Tokenizer {
             post = try parsePostProcessor(p, j, idLookup)
             postJSON = p
         }
+        let idLimit = max(model.count, (added.map(\.id).max() ?? -1) + 1)
+        for (name, ids) in post?.specialIds ?? [:] {
+            for id in ids where id >= idLimit {
+                throw TokenizerError.idOutOfRange(source: source, what: "post-processor token \(name.debugDescription)", id: id, count: idLimit)
+            }
+        }
         // Named special tokens come from tokenizer_config.json when given.
         var bos: String?, eos: String?, pad: String?, unk: String? = modelDict["unk_token"] as? String
         var addBOSFlag: Bool?, addEOSFlag: Bool?

@@ -46,6 +46,7 @@ final class BPEHostileInputTests: XCTestCase {
         expectError(#"{"model":{"type":"BPE","vocab":{"a":0,"b":99999999999},"merges":[]}}"#, contains: "out of range")
         expectError(#"{"model":{"type":"BPE","vocab":{"a":0,"b":0},"merges":[]}}"#, contains: "used twice")
         expectError(#"{"model":{"type":"BPE","vocab":{"a":0}},"added_tokens":[{"id":1e12,"content":"x"}]}"#, contains: "out of range")
+        expectError(#"{"model":{"type":"BPE","vocab":{"a":0}},"post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},{"Sequence":{"id":"A","type_id":0}}],"special_tokens":{"<s>":{"id":"<s>","ids":[7],"tokens":["<s>"]}}}}"#, contains: "post-processor token")
     }
 
     func testUnsupportedComponentsAreNamed() {
