@@ -1,0 +1,164 @@
+import Foundation
+import ModelFiles
+import Tensors
+import Tokenization
+import Transformer
+
+/// The weights file format a model came from.
+public enum ModelFormat: String, Sendable { case gguf, safetensors }
+
+public enum ExportDType: String, Sendable { case f32, bf16 }
+
+/// A runnable model: weights in an inference engine, its tokenizer and its chat template, loaded from a
+/// GGUF file or a Hugging Face folder. This is what every command works with.
+public final class LanguageModel: @unchecked Sendable {
+    public let path: String
+    public let format: ModelFormat
+    public let displayName: String
+    public let config: LlamaConfig
+    public let engine: LlamaModel
+    public let tokenizer: Tokenizer
+    public let chatTemplate: ChatTemplate?
+    public let chatTemplateText: String
+    public let chatTemplateSource: String
+    /// Tokens that end a generation: EOS ids and the template's end-of-turn token.
+    public let stopTokenIds: Set<Int>
+    /// Storage types of the source tensors (e.g. "Q4_1": 210), for `inspect`.
+    public let tensorTypeCounts: [String: Int]
+
+    public var weights: LlamaWeights { engine.weights }
+
+    init(path: String, format: ModelFormat, displayName: String, weights: LlamaWeights, tokenizer: Tokenizer,
+         chatTemplateText: String?, chatTemplateSource: String, tensorTypeCounts: [String: Int]) throws {
+        self.path = path; self.format = format; self.displayName = displayName
+        self.config = weights.config
+        self.engine = try LlamaModel(weights: weights)
+        self.tokenizer = tokenizer
+        self.tensorTypeCounts = tensorTypeCounts
+        if let text = chatTemplateText, !text.isEmpty {
+            self.chatTemplate = try ChatTemplate(source: text, name: "\(path) chat template")
+            self.chatTemplateText = text
+            self.chatTemplateSource = chatTemplateSource
+        } else {
+            self.chatTemplate = nil
+            self.chatTemplateText = ""
+            self.chatTemplateSource = "none (plain ChatML fallback)"
+        }
+        var stops = Set(weights.config.eosTokenIds)
+        if let e = tokenizer.eosTokenId { stops.insert(e) }
+        for t in ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "<|end|>", "</s>", "<end_of_turn>"] {
+            if let id = tokenizer.id(of: t) { stops.insert(id) }
+        }
+        self.stopTokenIds = stops
+    }
+
+    /// Loads a `.gguf` file or a Hugging Face model folder.
+    public static func load(_ path: String) throws -> LanguageModel {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw RuntimeError.missingFile(path: path)
+        }
+        if isDir.boolValue { return try HFModelLoader.load(folder: path) }
+        return try GGUFModelLoader.load(path: path)
+    }
+
+    /// Special tokens by role, for `inspect`.
+    public var specialTokenSummary: [String: String] {
+        var out: [String: String] = [:]
+        if let t = tokenizer.bosToken { out["bos"] = "\(t) (\(tokenizer.bosTokenId.map(String.init) ?? "?"))" }
+        if let t = tokenizer.eosToken { out["eos"] = "\(t) (\(tokenizer.eosTokenId.map(String.init) ?? "?"))" }
+        if let t = tokenizer.padToken { out["pad"] = "\(t) (\(tokenizer.padTokenId.map(String.init) ?? "?"))" }
+        return out
+    }
+
+    // MARK: Chat formatting
+
+    /// The chat-templated text of `messages`, exactly as transformers' `apply_chat_template(tokenize=False)`.
+    public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws -> String {
+        guard let chatTemplate else {
+            // No template in the model: plain ChatML, the most common convention among small chat models.
+            var s = ""
+            for m in messages { s += "<|im_start|>\(m.role)\n\(m.content)<|im_end|>\n" }
+            if addGenerationPrompt { s += "<|im_start|>assistant\n" }
+            return s
+        }
+        return try chatTemplate.render(messages: messages, addGenerationPrompt: addGenerationPrompt,
+                                       bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken)
+    }
+
+    /// Ids of a templated conversation; the template supplies special tokens, so none are added again
+    /// (transformers' `apply_chat_template(tokenize=True)`).
+    public func encodeChat(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws -> [Int] {
+        tokenizer.encode(try renderChat(messages, addGenerationPrompt: addGenerationPrompt), addSpecialTokens: false)
+    }
+
+    public func encodeChat(user: String, system: String? = nil) throws -> [Int] {
+        var messages: [ChatMessage] = []
+        if let system { messages.append(ChatMessage(role: "system", content: system)) }
+        messages.append(ChatMessage(role: "user", content: user))
+        return try encodeChat(messages, addGenerationPrompt: true)
+    }
+
+    /// TRL's conversational convention: prompt ids = template([user]) with the generation prompt; full ids =
+    /// template([user, assistant]); the completion is the full ids after the prompt ids.
+    public func encodeCompletionPair(prompt: String, completion: String, system: String? = nil) throws -> (ids: [Int], start: Int) {
+        var messages: [ChatMessage] = []
+        if let system { messages.append(ChatMessage(role: "system", content: system)) }
+        messages.append(ChatMessage(role: "user", content: prompt))
+        let promptIds = try encodeChat(messages, addGenerationPrompt: true)
+        messages.append(ChatMessage(role: "assistant", content: completion))
+        let full = try encodeChat(messages, addGenerationPrompt: false)
+        guard full.count > promptIds.count else {
+            throw RuntimeError.invalidArgument("the templated completion adds no tokens after the prompt (prompt \"\(prompt.prefix(40))\")")
+        }
+        return (full, promptIds.count)
+    }
+
+    /// The text of generated ids, without the trailing stop token and without special tokens.
+    public func decodeCompletion(_ ids: [Int]) -> String {
+        var ids = ids
+        if let last = ids.last, stopTokenIds.contains(last) { ids.removeLast() }
+        return tokenizer.decode(ids, skipSpecialTokens: true)
+    }
+
+    // MARK: Running
+
+    public func generate(prompts: [[Int]], maxNewTokens: Int, sampling: Sampling = .greedy,
+                         ablation: NeuronSet? = nil) throws -> [[Int]] {
+        try engine.generate(prompts: prompts, maxNewTokens: maxNewTokens, sampling: sampling,
+                            stopTokens: stopTokenIds, ablation: ablation)
+    }
+
+    public func logprobs(_ pairs: [(ids: [Int], start: Int)], ablation: NeuronSet? = nil) throws -> [(logprob: Double, tokens: Int)] {
+        try engine.sequenceLogProbs(sequences: pairs.map(\.ids), completionStarts: pairs.map(\.start), ablation: ablation)
+    }
+
+    // MARK: Export
+
+    /// Writes a Hugging Face folder (config.json, model.safetensors, tokenizer files, chat template), atomically.
+    public func exportHF(to dir: String, dtype: ExportDType, weights override: LlamaWeights? = nil,
+                         extraFiles: [String: Data] = [:]) throws {
+        let w = override ?? weights
+        try AtomicFile.writeFolder(dir) { tmp in
+            try HFConfig.serialize(config, dtype: dtype == .f32 ? "float32" : "bfloat16")
+                .write(to: URL(fileURLWithPath: tmp + "/config.json"))
+            var gen: [String: Any] = ["do_sample": false]
+            if let b = config.bosTokenId ?? tokenizer.bosTokenId { gen["bos_token_id"] = b }
+            let eos = config.eosTokenIds.isEmpty ? (tokenizer.eosTokenId.map { [$0] } ?? []) : config.eosTokenIds
+            if !eos.isEmpty { gen["eos_token_id"] = eos.count == 1 ? eos[0] as Any : eos as Any }
+            try JSONSerialization.data(withJSONObject: gen, options: [.prettyPrinted, .sortedKeys])
+                .write(to: URL(fileURLWithPath: tmp + "/generation_config.json"))
+            let tensors = w.namedParameters.map { (name: $0.0, shape: $0.1.shape,
+                                                   values: UnsafeBufferPointer($0.1.buffer)) }
+            try SafetensorsWriter.write(path: tmp + "/model.safetensors", tensors: tensors,
+                                        dtype: dtype == .f32 ? .f32 : .bf16, metadata: ["format": "pt"])
+            try tokenizer.tokenizerJSON().write(to: URL(fileURLWithPath: tmp + "/tokenizer.json"))
+            try tokenizer.tokenizerConfigJSON(chatTemplate: chatTemplate == nil ? nil : chatTemplateText)
+                .write(to: URL(fileURLWithPath: tmp + "/tokenizer_config.json"))
+            if chatTemplate != nil {
+                try Data(chatTemplateText.utf8).write(to: URL(fileURLWithPath: tmp + "/chat_template.jinja"))
+            }
+            for (name, data) in extraFiles { try data.write(to: URL(fileURLWithPath: tmp + "/" + name)) }
+        }
+    }
+}
