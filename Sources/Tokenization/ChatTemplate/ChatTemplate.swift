@@ -111,6 +111,15 @@ public final class ChatTemplate: @unchecked Sendable {
         ]
         for (k, v) in specialTokens { globals[k] = .string(v) }
         for (k, v) in extra { globals[k] = JVal(v) }
+        return try run(globals: globals, now: now, timeZone: timeZone)
+    }
+
+    /// Renders with exactly the given top-level variables (no messages/tools defaults); used by tests of the language.
+    func render(variables: [String: JinjaValue], now: Date, timeZone: TimeZone) throws -> String {
+        try run(globals: variables.mapValues(JVal.init), now: now, timeZone: timeZone)
+    }
+
+    func run(globals: [String: JVal], now: Date, timeZone: TimeZone) throws -> String {
         let interp = JinjaInterpreter(globals: globals, limits: limits, now: now, timeZone: timeZone)
         do {
             let flow = try interp.exec(nodes)

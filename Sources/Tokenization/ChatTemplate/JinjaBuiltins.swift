@@ -108,6 +108,7 @@ extension JinjaInterpreter {
                 }
             }
             for (k, v) in kw { d.set(.string(k), v) }
+            try checkNesting(d.values, at: off)
             return .dict(d)
         default:
             throw JinjaFailure(.unsupported, "function '\(name)' is not supported", at: off)
@@ -124,7 +125,9 @@ extension JinjaInterpreter {
             return try stringMethod(s, name, pos, kw, at: off)
         case .dict(let d):
             switch name {
-            case "items": return .list(zip(d.keys, d.values).map { .tuple([$0, $1]) })
+            case "items":
+                try checkNesting(d.values, at: off)
+                return .list(zip(d.keys, d.values).map { .tuple([$0, $1]) })
             case "keys": return .list(d.keys)
             case "values": return .list(d.values)
             case "get":
@@ -319,7 +322,9 @@ extension JinjaInterpreter {
         case "items":
             switch v {
             case .undefined: return .list([])
-            case .dict(let d): return .list(zip(d.keys, d.values).map { .tuple([$0, $1]) })
+            case .dict(let d):
+                try checkNesting(d.values, at: off)
+                return .list(zip(d.keys, d.values).map { .tuple([$0, $1]) })
             default: throw JinjaFailure(.runtime, "Can only get item pairs from a mapping.", at: off)
             }
         case "join":

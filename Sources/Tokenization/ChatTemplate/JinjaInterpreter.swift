@@ -44,6 +44,15 @@ final class JinjaInterpreter {
         }
     }
 
+    /// Refuses to build a container whose elements already nest `maxValueDepth` deep.
+    func checkNesting(_ elements: [JVal], at off: Int?) throws {
+        var visited = 0
+        for v in elements where valueDepth(v, cap: maxValueDepth, visited: &visited) >= maxValueDepth {
+            throw JinjaFailure(.limitExceeded, "values nested deeper than \(maxValueDepth) levels", at: off)
+        }
+        try charge(visited, at: off)
+    }
+
     func checkSize(_ bytes: Int, at off: Int?) throws {
         if bytes > limits.maxOutputBytes {
             throw JinjaFailure(.limitExceeded, "value or output larger than \(limits.maxOutputBytes) bytes", at: off)
@@ -289,8 +298,14 @@ final class JinjaInterpreter {
         switch e {
         case .literal(let v): return v
         case .name(let n, _): return lookup(n)
-        case .list(let items): return .list(try items.map { try eval($0) })
-        case .tuple(let items): return .tuple(try items.map { try eval($0) })
+        case .list(let items):
+            let vals = try items.map { try eval($0) }
+            try checkNesting(vals, at: exprOffset(e))
+            return .list(vals)
+        case .tuple(let items):
+            let vals = try items.map { try eval($0) }
+            try checkNesting(vals, at: exprOffset(e))
+            return .tuple(vals)
         case .dict(let pairs):
             var d = JDict()
             for (k, v) in pairs {
@@ -301,6 +316,7 @@ final class JinjaInterpreter {
                 }
                 d.set(key, try eval(v))
             }
+            try checkNesting(d.values, at: exprOffset(e))
             return .dict(d)
         case .attr(let base, let name, let off):
             return try getAttr(try eval(base), name, at: off)

@@ -478,7 +478,7 @@ struct JinjaParser {
             _ = advance()
             node = .pos(try parseUnary(withFilter: false), off)
         } else {
-            node = try parsePostfix(try parsePrimary())
+            node = try parsePostfix(try parsePrimary(), startOffset: off)
         }
         if withFilter { node = try parseFilterExpr(node) }
         return node
@@ -545,7 +545,8 @@ struct JinjaParser {
         }
     }
 
-    mutating func parsePostfix(_ start: JExpr) throws -> JExpr {
+    /// `startOffset` is where the primary began; calls report it so errors point at the callee's name.
+    mutating func parsePostfix(_ start: JExpr, startOffset: Int) throws -> JExpr {
         var node = start
         while true {
             let off = cur.offset
@@ -565,7 +566,7 @@ struct JinjaParser {
                 _ = advance()
                 node = try parseSubscript(node, off)
             } else if isOp("(") {
-                node = .call(node, try parseCallArgs(), off)
+                node = .call(node, try parseCallArgs(), startOffset)
             } else {
                 return node
             }
@@ -659,7 +660,7 @@ struct JinjaParser {
                     case .op(let o): takesArg = o == "[" || o == "{"
                     default: break
                     }
-                    if takesArg { args = JArgs([try parsePostfix(try parsePrimary())]) }
+                    if takesArg { let o = cur.offset; args = JArgs([try parsePostfix(try parsePrimary(), startOffset: o)]) }
                 }
                 node = .test(node, name, args, negated, off)
             } else if isOp("(") {

@@ -195,32 +195,64 @@ func pyStrRepr(_ s: String) -> String {
     return out
 }
 
-func pyRepr(_ v: JVal) -> String {
+func pyRepr(_ v: JVal) -> String { pyRepr(v, depth: 0) }
+
+func pyStr(_ v: JVal) -> String { pyStr(v, depth: 0) }
+
+/// Printing stops descending here; only reachable through a namespace that contains itself,
+/// since nested containers are capped at `maxValueDepth` when built.
+let maxPrintDepth = 200
+
+func pyRepr(_ v: JVal, depth: Int) -> String {
     switch v {
     case .string(let s): return pyStrRepr(s)
     case .undefined: return "Undefined"
-    default: return pyStr(v)
+    default: return pyStr(v, depth: depth)
     }
 }
 
-func pyStr(_ v: JVal) -> String {
+func pyStr(_ v: JVal, depth: Int) -> String {
+    if depth > maxPrintDepth { return "..." }
+    let d = depth + 1
     switch v {
     case .undefined: return ""
     case .none: return "None"
     case .bool(let b): return b ? "True" : "False"
     case .int(let i): return String(i)
-    case .double(let d): return pyFloatRepr(d)
+    case .double(let x): return pyFloatRepr(x)
     case .string(let s): return s
-    case .list(let a): return "[" + a.map(pyRepr).joined(separator: ", ") + "]"
-    case .tuple(let a): return a.count == 1 ? "(" + pyRepr(a[0]) + ",)" : "(" + a.map(pyRepr).joined(separator: ", ") + ")"
-    case .dict(let d):
-        return "{" + zip(d.keys, d.values).map { pyRepr($0) + ": " + pyRepr($1) }.joined(separator: ", ") + "}"
+    case .list(let a): return "[" + a.map { pyRepr($0, depth: d) }.joined(separator: ", ") + "]"
+    case .tuple(let a):
+        return a.count == 1 ? "(" + pyRepr(a[0], depth: d) + ",)" : "(" + a.map { pyRepr($0, depth: d) }.joined(separator: ", ") + ")"
+    case .dict(let dict):
+        return "{" + zip(dict.keys, dict.values).map { pyRepr($0, depth: d) + ": " + pyRepr($1, depth: d) }.joined(separator: ", ") + "}"
     case .namespace(let ns):
-        return "<Namespace {" + ns.attrs.map { pyStrRepr($0.0) + ": " + pyRepr($0.1) }.joined(separator: ", ") + "}>"
+        return "<Namespace {" + ns.attrs.map { pyStrRepr($0.0) + ": " + pyRepr($0.1, depth: d) }.joined(separator: ", ") + "}>"
     case .macro(let m): return "<Macro '\(m.name)'>"
     case .function(let n): return "<built-in function \(n)>"
     case .method(let r, let n): return "<built-in method \(n) of \(r.typeName) object>"
     case .loop(let l): return "<LoopContext \(l.index0 + 1)/\(l.items.count)>"
+    }
+}
+
+/// Containers built by a template may nest at most this deep, so printing, comparing and releasing
+/// values never recurse far enough to exhaust the stack.
+let maxValueDepth = 100
+
+/// Nesting depth of containers in `v`, not looking further than `cap` levels; counts visited nodes in `visited`.
+func valueDepth(_ v: JVal, cap: Int, visited: inout Int) -> Int {
+    visited += 1
+    guard cap > 0 else { return 1 }
+    switch v {
+    case .list(let a), .tuple(let a):
+        var m = 0
+        for x in a { m = max(m, valueDepth(x, cap: cap - 1, visited: &visited)) }
+        return 1 + m
+    case .dict(let d):
+        var m = 0
+        for x in d.values { m = max(m, valueDepth(x, cap: cap - 1, visited: &visited)) }
+        return 1 + m
+    default: return 0
     }
 }
 
