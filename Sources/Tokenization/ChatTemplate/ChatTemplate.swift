@@ -19,6 +19,11 @@ public struct ChatMessage: Sendable, Equatable {
 /// The template is untrusted code: it is interpreted by a small evaluator with no host access, and every
 /// render is bounded by `ChatTemplateLimits`. The parsed template is immutable, so one instance may be
 /// rendered from several threads at once.
+///
+/// Not supported (a template using them fails with `.unsupported`/`.syntax`, never renders differently):
+/// include/import/extends/block, recursive loops, `loop.changed`, `*args` calls, printf-style `%` on strings
+/// and `str.format`, filters outside the list in `JinjaBuiltins`. Integers are 64-bit (overflow is an error,
+/// Python would grow them). `\r\n` is normalised to `\n` before trim_blocks applies.
 public final class ChatTemplate: @unchecked Sendable {
     public let name: String
     public let source: String
