@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Runtime
+import SafetyNeurons
 import Transformer
 
 /// Options shared by every command that loads a model.
@@ -28,7 +29,11 @@ struct PruneOptions: ParsableArguments {
 
     func neuronSet(for model: LanguageModel) throws -> NeuronSet? {
         guard let prune else { return nil }
-        return try NeuronFileReader.load(prune, set: pruneSet, config: model.config)
+        let file = try NeuronsFile.read(from: URL(fileURLWithPath: prune))
+        guard file.layers == model.config.numHiddenLayers, file.intermediateSize == model.config.intermediateSize else {
+            throw RuntimeError.badFile(path: prune, reason: "neurons for \(file.layers) layers × \(file.intermediateSize) do not fit this model (\(model.config.numHiddenLayers) × \(model.config.intermediateSize))")
+        }
+        return try file.set(named: pruneSet)
     }
 }
 

@@ -6,8 +6,10 @@ struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "convert",
         abstract: "Write a Hugging Face model folder that transformers and every safeneuron command load.",
-        discussion: "The folder holds config.json, model.safetensors (HF names and layout; llama.cpp's Q/K row order \
-        undone; tied embeddings stay tied), tokenizer.json, tokenizer_config.json and chat_template.jinja.")
+        discussion: """
+        The folder holds config.json, model.safetensors (HF names and layout; llama.cpp's Q/K row order \
+        undone; tied embeddings stay tied), tokenizer.json, tokenizer_config.json and chat_template.jinja.
+        """)
 
     @OptionGroup var model: ModelOptions
     @Option(help: "The folder to write (replaced atomically).") var output: String

@@ -40,13 +40,13 @@ struct GenerateCommand: ParsableCommand {
         try runReporting {
             let m = try model.load()
             let ablation = try pruning.neuronSet(for: m)
-            let sampling: Sampling = temperature == 0 ? .greedy : .nucleus(temperature: temperature, topP: topP, seed: seed)
+            let sampling: Sampling = temperature == 0 ? .greedy : .sample(temperature: Float(temperature), topP: Float(topP), seed: seed)
             func encode(_ p: String) throws -> [Int] {
                 raw ? m.tokenizer.encode(p, addSpecialTokens: true) : try m.encodeChat(user: p, system: system)
             }
             if let prompt {
                 let ids = try encode(prompt)
-                let out = m.generate(prompts: [ids], maxNewTokens: maxTokens, sampling: sampling, ablation: ablation)
+                let out = try m.generate(prompts: [ids], maxNewTokens: maxTokens, sampling: sampling, ablation: ablation)
                 print(m.decodeCompletion(out[0]))
                 return
             }
@@ -59,7 +59,7 @@ struct GenerateCommand: ParsableCommand {
             var produced = 0
             for start in stride(from: 0, to: encoded.count, by: batchSize) {
                 let chunk = Array(encoded[start..<min(encoded.count, start + batchSize)])
-                let outs = m.generate(prompts: chunk, maxNewTokens: maxTokens, sampling: sampling, ablation: ablation)
+                let outs = try m.generate(prompts: chunk, maxNewTokens: maxTokens, sampling: sampling, ablation: ablation)
                 for (i, ids) in outs.enumerated() {
                     records.append(["prompt": prompts[start + i], "response": m.decodeCompletion(ids), "tokens": ids.count])
                     produced += ids.count

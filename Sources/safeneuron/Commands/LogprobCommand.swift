@@ -34,7 +34,7 @@ struct LogprobCommand: ParsableCommand {
             var out: [Any] = []
             for start in stride(from: 0, to: pairs.count, by: max(1, batchSize)) {
                 let chunk = Array(pairs[start..<min(pairs.count, start + max(1, batchSize))])
-                for s in m.logprobs(chunk, ablation: ablation) { out.append(["logprob": s.logprob, "tokens": s.tokens]) }
+                for s in try m.logprobs(chunk, ablation: ablation) { out.append(["logprob": s.logprob, "tokens": s.tokens]) }
                 progress.advance(by: chunk.count, unit: "pairs")
             }
             try JSONLines.write(out, to: output)

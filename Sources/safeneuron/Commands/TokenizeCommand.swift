@@ -6,8 +6,10 @@ struct TokenizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
         abstract: "Print the token ids of a text as a JSON array.",
-        discussion: "Plain mode matches Hugging Face `tokenizer(text).input_ids` (special tokens such as BOS added as the \
-        tokenizer does). --chat gives the ids of the chat-templated user message with the generation prompt.")
+        discussion: """
+        Plain mode matches Hugging Face `tokenizer(text).input_ids` (special tokens such as BOS added as the \
+        tokenizer does). --chat gives the ids of the chat-templated user message with the generation prompt.
+        """)
 
     @OptionGroup var model: ModelOptions
     @Option(help: "The text to tokenize.") var text: String
