@@ -144,9 +144,9 @@ public final class SafetensorsFile: @unchecked Sendable {
         infos = Dictionary(uniqueKeysWithValues: list.map { ($0.name, $0) })
     }
 
-    /// Non-negative integers up to 2^53 only; JSON floats, negatives, bools are rejected.
+    /// Non-negative integers up to 2^53 only; JSON fractions and negatives are rejected.
+    /// (Foundation on Linux cannot tell `true` from 1 here, so bools pass as 0/1: harmless.)
     static func jsonInt(_ v: Any) -> Int? {
-        if v is Bool { return nil }
         if let i = v as? Int { return i >= 0 ? i : nil }
         guard let n = v as? NSNumber else { return nil }
         let d = n.doubleValue

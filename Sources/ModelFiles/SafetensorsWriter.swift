@@ -4,7 +4,9 @@ import Foundation
 ///
 /// Tensors are laid out sorted by name (what the reference implementation does when all share a
 /// dtype); the JSON header is padded with spaces to a multiple of 8 bytes. `.bf16` rounds to
-/// nearest even exactly like torch's `.to(torch.bfloat16)` (any NaN becomes 0x7FC0).
+/// nearest even exactly like torch's `.to(torch.bfloat16)` on CPU tensors; any NaN becomes
+/// 0xFFFF (a NaN), which is what torch's vectorised CPU conversion produces (its scalar path,
+/// used only for 0-dim tensors, gives 0x7FC0 instead).
 public enum SafetensorsWriter {
     public enum DType: Sendable {
         case f32, bf16
@@ -15,7 +17,7 @@ public enum SafetensorsWriter {
     /// torch's float → bfloat16 rounding (round-to-nearest-even on the bit pattern).
     @inline(__always)
     public static func bf16Bits(_ x: Float) -> UInt16 {
-        if x.isNaN { return 0x7FC0 }
+        if x.isNaN { return 0xFFFF }
         let u = x.bitPattern
         let bias = ((u >> 16) & 1) &+ 0x7FFF
         return UInt16(truncatingIfNeeded: (u &+ bias) >> 16)
