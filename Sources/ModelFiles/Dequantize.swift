@@ -61,7 +61,7 @@ public enum Dequantize {
     }
 
     static func parallelRanges(_ count: Int, minChunk: Int, _ body: (Range<Int>) -> Void) {
-        let workers = max(1, ProcessInfo_activeCores)
+        let workers = dequantWorkers
         let chunks = min(workers, max(1, count / max(1, minChunk)))
         if chunks <= 1 { body(0..<count); return }
         let per = (count + chunks - 1) / chunks
@@ -71,10 +71,6 @@ public enum Dequantize {
                 if lo < hi { body(lo..<hi) }
             }
         }
-    }
-
-    @inline(__always) static func f16(_ p: UnsafeRawPointer, _ off: Int) -> Float {
-        halfTable.withUnsafeBufferPointer { $0[Int(p.loadUnaligned(fromByteOffset: off, as: UInt16.self).littleEndian)] }
     }
 
     // Decodes blocks `r` of `type`; source block b starts at src + b*typeSize, output at dst + b*blockSize.
@@ -245,4 +241,5 @@ public enum Dequantize {
 #if canImport(Glibc)
 import Glibc
 #endif
-let ProcessInfo_activeCores: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+/// ModelFiles may not depend on Tensors, so it sizes its own worker count like Tensors.Parallel.
+let dequantWorkers: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))

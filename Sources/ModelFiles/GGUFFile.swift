@@ -28,6 +28,10 @@ public final class GGUFFile: @unchecked Sendable {
     public static let defaultAlignment = 32
     static let maxDims = 4
     static let maxArrayDepth = 16
+    /// Cap on metadata array elements across the whole file. Each decoded element costs ~24 bytes
+    /// of memory, so a hostile multi-GB byte array must not be expanded; real models (vocab,
+    /// scores, merges) stay far below this.
+    public static let maxMetadataElements = 1 << 24
 
     public let path: String
     public let version: Int
@@ -81,6 +85,7 @@ public final class GGUFFile: @unchecked Sendable {
         }
         let nKV = Int(nKVRaw), nTensors = Int(nTensorsRaw)
 
+        var budget = Self.maxMetadataElements
         var meta = [String: GGUFValue](minimumCapacity: nKV)
         var keys = [String]()
         keys.reserveCapacity(nKV)
@@ -91,7 +96,7 @@ public final class GGUFFile: @unchecked Sendable {
             guard let t = GGUFValueType(rawValue: rawType) else {
                 throw c.fail(.unsupported, at: c.pos - 4, "metadata '\(key)' has unknown value type \(rawType)")
             }
-            let value = try Self.readValue(&c, t, key: key, depth: 0)
+            let value = try Self.readValue(&c, t, key: key, depth: 0, budget: &budget)
             guard meta.updateValue(value, forKey: key) == nil else {
                 throw c.fail(at: at, "duplicate metadata key '\(key)'")
             }
@@ -243,7 +248,7 @@ public final class GGUFFile: @unchecked Sendable {
         return String(decoding: bytes.bindMemory(to: UInt8.self), as: UTF8.self)
     }
 
-    static func readValue(_ c: inout ByteCursor, _ t: GGUFValueType, key: String, depth: Int) throws -> GGUFValue {
+    static func readValue(_ c: inout ByteCursor, _ t: GGUFValueType, key: String, depth: Int, budget: inout Int) throws -> GGUFValue {
         let what = "value of '\(key)'"
         switch t {
         case .uint8: return .uint8(try c.read(UInt8.self, what))
@@ -272,9 +277,13 @@ public final class GGUFFile: @unchecked Sendable {
             guard n <= UInt64(c.remaining / et.minSize) else {
                 throw c.fail(.truncated, at: at, "array '\(key)' of \(n) \(et) elements cannot fit in the remaining \(c.remaining) bytes")
             }
+            guard n <= UInt64(budget) else {
+                throw c.fail(.unsupported, at: at, "array '\(key)' of \(n) elements exceeds the metadata limit of \(maxMetadataElements) elements per file")
+            }
+            budget -= Int(n)
             var a = [GGUFValue]()
             a.reserveCapacity(Int(n))
-            for _ in 0..<Int(n) { a.append(try readValue(&c, et, key: key, depth: depth + 1)) }
+            for _ in 0..<Int(n) { a.append(try readValue(&c, et, key: key, depth: depth + 1, budget: &budget)) }
             return .array(et, a)
         }
     }

@@ -21,7 +21,7 @@ public enum GGUFValueType: UInt32, Sendable, CaseIterable {
 /// Keeps the exact stored type (so a writer can reproduce it); the accessors convert loosely:
 /// `intValue` accepts any integer type that fits in `Int`, `doubleValue` any number, and the
 /// array accessors return nil unless every element converts.
-public indirect enum GGUFValue: Equatable, Sendable, CustomStringConvertible {
+public enum GGUFValue: Equatable, Sendable, CustomStringConvertible {
     case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32)
     case uint64(UInt64), int64(Int64), float32(Float), float64(Double), bool(Bool), string(String)
     /// Element type plus elements (all of that type; nested arrays carry their own element type).

@@ -1,5 +1,5 @@
 import XCTest
-@testable import ModelFiles
+import ModelFiles
 
 final class GGUFTests: XCTestCase {
     func testTinyFixtureMetadata() throws {
@@ -97,7 +97,9 @@ final class GGUFTests: XCTestCase {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("vendor-data/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
         guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("model not found at \(path)") }
+        let t0 = Date()
         let f = try GGUFFile(path: path)
+        let t1 = Date()
         XCTAssertEqual(f.tensorInfos.count, 272)
         var counts = [GGMLType: Int]()
         for t in f.tensorInfos { counts[t.type, default: 0] += 1 }
@@ -107,6 +109,9 @@ final class GGUFTests: XCTestCase {
         XCTAssertEqual(f.metadata["general.architecture"]?.stringValue, "llama")
         XCTAssertGreaterThan(f.metadata["tokenizer.ggml.tokens"]?.stringArray?.count ?? 0, 49000)
 
+        let t2 = Date()
+        let embd = try f.floats("token_embd.weight")
+        print("SmolLM2: open+validate \(Int(t1.timeIntervalSince(t0) * 1000)) ms, decode token_embd (\(embd.count) floats) \(Int(Date().timeIntervalSince(t2) * 1000)) ms")
         let exp = (try Fx.json("smollm2_expected.json"))["tensors"] as! [String: [String: Any]]
         XCTAssertEqual(exp.count, 4)
         for (name, e) in exp {

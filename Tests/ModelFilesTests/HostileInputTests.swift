@@ -1,5 +1,5 @@
 import XCTest
-@testable import ModelFiles
+import ModelFiles
 
 /// Truncated, bit-flipped and hand-crafted hostile files must either parse or throw
 /// ModelFileError — never crash, hang or allocate absurd amounts.
@@ -98,6 +98,11 @@ final class HostileInputTests: XCTestCase {
         expect(b, .truncated, "array 'k'")
         b = Bytes(); b.header(tensors: 0, kv: 1); b.str("k"); b.u32(9); b.u32(8); b.u64(1 << 40); b.u64(1)
         expect(b, .truncated, "array 'k'")
+        // A byte array that really is in the file but would expand to ~24 bytes per element.
+        let n = GGUFFile.maxMetadataElements + 1
+        b = Bytes(); b.header(tensors: 0, kv: 1); b.str("k"); b.u32(9); b.u32(0); b.u64(UInt64(n))
+        b.b += [UInt8](repeating: 0, count: n)
+        expect(b, .unsupported, "metadata limit")
     }
 
     func testCraftedStructuralErrors() throws {

@@ -1,5 +1,5 @@
 import XCTest
-@testable import ModelFiles
+import ModelFiles
 
 final class SafetensorsTests: XCTestCase {
     func testReadSingleFile() throws {

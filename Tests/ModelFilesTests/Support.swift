@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import ModelFiles
+import ModelFiles
 
 enum Fx {
     static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
