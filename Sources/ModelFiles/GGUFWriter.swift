@@ -24,7 +24,8 @@ public struct GGUFWriter {
 
     /// Adds a float tensor stored as F32 or F16; `shape` is row-major (slowest first).
     public mutating func addTensor(name: String, shape: [Int], values: [Float], type: GGMLType = .f32) throws {
-        guard shape.reduce(1, *) == values.count else {
+        guard !shape.isEmpty, shape.allSatisfy({ $0 > 0 }),
+              let n = SafetensorsWriter.checkedProduct(shape), n == values.count else {
             throw ModelFileError(.invalidArgument, path: name, "shape \(shape) does not match \(values.count) values")
         }
         var raw = [UInt8]()

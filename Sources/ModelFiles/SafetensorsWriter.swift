@@ -61,7 +61,7 @@ public enum SafetensorsWriter {
             guard !t.name.isEmpty, t.name != "__metadata__", seen.insert(t.name).inserted else {
                 throw ModelFileError(.invalidArgument, path: path, "invalid or duplicate tensor name '\(t.name)'")
             }
-            guard t.shape.allSatisfy({ $0 >= 0 }), t.shape.reduce(1, *) == t.values.count else {
+            guard let n = checkedProduct(t.shape), n == t.values.count else {
                 throw ModelFileError(.invalidArgument, path: path, "tensor '\(t.name)' shape \(t.shape) does not match \(t.values.count) values")
             }
         }
@@ -111,6 +111,18 @@ public enum SafetensorsWriter {
             }
         }
         try w.commit()
+    }
+
+    /// Product of non-negative dims, nil on a negative dim or overflow (never traps).
+    static func checkedProduct(_ shape: [Int]) -> Int? {
+        var p = 1
+        for d in shape {
+            guard d >= 0 else { return nil }
+            let (r, o) = p.multipliedReportingOverflow(by: d)
+            if o { return nil }
+            p = r
+        }
+        return p
     }
 
     static func jsonString(_ s: String) -> String {

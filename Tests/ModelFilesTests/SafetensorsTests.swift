@@ -94,6 +94,8 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: d), ["m.safetensors"])
         XCTAssertThrowsError(try SafetensorsWriter.write(path: path, tensors: [("x", [3], [1, 2])]))
         XCTAssertThrowsError(try SafetensorsWriter.write(path: path, tensors: [("x", [1], [1]), ("x", [1], [2])]))
+        XCTAssertThrowsError(try SafetensorsWriter.write(path: path, tensors: [("x", [Int.max, 2], [1, 2])]))
+        XCTAssertThrowsError(try SafetensorsWriter.write(path: path, tensors: [("x", [-1, -2], [1, 2])]))
         XCTAssertEqual(try SafetensorsFile(path: path).floats("x"), [1, 2], "failed writes leave the old file")
     }
 }
