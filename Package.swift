@@ -18,7 +18,7 @@ let package = Package(
         .target(name: "Tokenization"),
         .target(name: "Transformer", dependencies: ["Tensors"]),
         .target(name: "Runtime", dependencies: ["Tensors", "ModelFiles", "Tokenization", "Transformer"]),
-        .target(name: "SafetyNeurons", dependencies: ["Tensors", "Transformer", "Runtime"]),
+        .target(name: "SafetyNeurons", dependencies: ["Tensors", "ModelFiles", "Transformer", "Runtime"]),
         .target(name: "Alignment", dependencies: ["Tensors", "Transformer", "Runtime"]),
         .target(name: "Evaluation", dependencies: ["Tensors", "Transformer", "Runtime"]),
         .target(name: "Pipeline", dependencies: ["Runtime", "SafetyNeurons", "Alignment", "Evaluation"]),

@@ -127,7 +127,7 @@ public enum PromptFile {
 }
 
 /// The built-in prompt sets. Paths are relative to the data root (the repository root), which is
-/// the `root` argument, else `$SAFENEURON_DATA`, else the current directory.
+/// the `root` argument, else `$SAFENEURON_HOME (a checkout root)`, else the current directory.
 public enum BuiltinDataset: String, CaseIterable, Sendable {
     /// StrongREJECT full set: 313 forbidden prompts, 6 categories.
     case strongreject
@@ -140,7 +140,7 @@ public enum BuiltinDataset: String, CaseIterable, Sendable {
     /// Our held-out benign prompts for the over-refusal rate.
     case harmless
 
-    public static let environmentVariable = "SAFENEURON_DATA"
+    public static let environmentVariable = "SAFENEURON_HOME"
 
     public static func dataRoot(_ root: URL? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
         if let root { return root }

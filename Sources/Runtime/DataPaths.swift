@@ -24,12 +24,7 @@ public enum DataPaths {
         return URL(fileURLWithPath: fm.currentDirectoryPath, isDirectory: true)
     }
 
-    public static var vendorData: URL {
-        if let env = ProcessInfo.processInfo.environment["SAFENEURON_DATA"], !env.isEmpty {
-            return URL(fileURLWithPath: env, isDirectory: true)
-        }
-        return root.appendingPathComponent("vendor-data", isDirectory: true)
-    }
+    public static var vendorData: URL { root.appendingPathComponent("vendor-data", isDirectory: true) }
 
     public static var projectData: URL { root.appendingPathComponent("data", isDirectory: true) }
 

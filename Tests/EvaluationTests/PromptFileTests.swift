@@ -94,7 +94,7 @@ final class PromptFileTests: XCTestCase {
     func testDataRootResolution() {
         let root = URL(fileURLWithPath: "/some/root")
         XCTAssertEqual(BuiltinDataset.dataRoot(root).path, "/some/root")
-        XCTAssertEqual(BuiltinDataset.dataRoot(nil, environment: ["SAFENEURON_DATA": "/env/root"]).path, "/env/root")
+        XCTAssertEqual(BuiltinDataset.dataRoot(nil, environment: ["SAFENEURON_HOME": "/env/root"]).path, "/env/root")
         XCTAssertEqual(BuiltinDataset.strongreject.url(root: root).path,
                        "/some/root/vendor-data/datasets/strongreject/strongreject_dataset.csv")
     }

@@ -29,12 +29,17 @@ struct PruneOptions: ParsableArguments {
 
     func neuronSet(for model: LanguageModel) throws -> NeuronSet? {
         guard let prune else { return nil }
-        let file = try NeuronsFile.read(from: URL(fileURLWithPath: prune))
-        guard file.layers == model.config.numHiddenLayers, file.intermediateSize == model.config.intermediateSize else {
-            throw RuntimeError.badFile(path: prune, reason: "neurons for \(file.layers) layers × \(file.intermediateSize) do not fit this model (\(model.config.numHiddenLayers) × \(model.config.intermediateSize))")
-        }
-        return try file.set(named: pruneSet)
+        return try loadNeuronSet(prune, set: pruneSet, config: model.config)
     }
+}
+
+/// The named set of a neurons.json, checked against the model it is applied to.
+func loadNeuronSet(_ path: String, set name: String, config: LlamaConfig) throws -> NeuronSet {
+    let file = try NeuronsFile.read(from: URL(fileURLWithPath: path))
+    guard file.layers == config.numHiddenLayers, file.intermediateSize == config.intermediateSize else {
+        throw RuntimeError.badFile(path: path, reason: "neurons for \(file.layers) layers × \(file.intermediateSize) do not fit this model (\(config.numHiddenLayers) × \(config.intermediateSize))")
+    }
+    return try file.set(named: name)
 }
 
 /// Exit codes documented in the README.

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Evaluation
+import Foundation
+import Runtime
+import SafetyNeurons
+
+struct IdentifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "identify",
+        abstract: "Find safety neurons: Activation Effect Size ∪ Safety Activation Shift.",
+        discussion: """
+        Every prompt gets the chat template with the generation prompt; each MLP neuron's activation \
+        silu(gate)·up (the input of down_proj) is pooled per prompt (mean over positions, or the last one). \
+        ES selects d = (mean_harmful − mean_harmless) / pooled sd > τ_ES; SAS selects neurons whose mean \
+        difference, z-scored within its layer, is > τ_SAS and positive. Prompt files are .txt, .jsonl or .csv. \
+        Defaults: harmful = HarmBench standard behaviours + Do-Not-Answer; harmless = data/harmless_identify.txt. \
+        StrongREJECT is held out for evaluation.
+        """)
+
+    @OptionGroup var model: ModelOptions
+    @Option(help: "Harmful prompts: a file or a built-in dataset name (default: harmbench + donotanswer).") var harmful: String?
+    @Option(help: "Harmless prompts: a file (default: data/harmless_identify.txt).") var harmless: String?
+    @Option(help: "Where to write neurons.json.") var output: String
+    @Option(help: "Effect-size threshold.") var tauEs: Double = 2
+    @Option(help: "Activation-shift z threshold.") var tauSas: Double = 2
+    @Option(help: "Pooling over prompt positions: mean or last.") var pool: String = "mean"
+    @Option(help: "Also record the K neurons with the largest d as set `topk`.") var topK: Int?
+    @Option(help: "Prompts per forward pass.") var batchSize = 16
+    @Option(help: "Save every neuron's statistics (safetensors).") var stats: String?
+    @Option(help: "Write a per-layer table and SVG chart into this folder.") var report: String?
+
+    func validate() throws {
+        guard ActivationPooling(rawValue: pool) != nil else { throw ValidationError("--pool must be mean or last") }
+        if let k = topK, k < 0 { throw ValidationError("--top-k must be ≥ 0") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be ≥ 1") }
+    }
+
+    func run() throws {
+        try runReporting {
+            let m = try model.load()
+            let root = DataPaths.root
+            let harmfulPrompts: [String]
+            if let harmful { harmfulPrompts = try loadPrompts(harmful, root: root).map(\.prompt) } else {
+                harmfulPrompts = try (BuiltinDataset.harmbench.load(root: root) + BuiltinDataset.donotanswer.load(root: root)).map(\.prompt)
+            }
+            let harmlessPath = harmless ?? DataPaths.projectData.appendingPathComponent("harmless_identify.txt").path
+            let harmlessPrompts = try loadPrompts(harmlessPath, root: root).map(\.prompt)
+            var settings = IdentificationSettings()
+            settings.pooling = ActivationPooling(rawValue: pool) ?? .mean
+            settings.tauES = tauEs; settings.tauSAS = tauSas; settings.topK = topK; settings.batchSize = batchSize
+            Progress.note("identify: \(harmfulPrompts.count) harmful, \(harmlessPrompts.count) harmless prompts")
+            let result = try NeuronIdentifier.run(model: m, harmful: harmfulPrompts, harmless: harmlessPrompts,
+                                                  settings: settings, modelName: m.displayName)
+            try result.file.write(to: URL(fileURLWithPath: output))
+            if let stats { try NeuronIdentifier.writeStatistics(result.scores, to: stats) }
+            if let report { try IdentificationReport.write(result, model: m, to: report) }
+            let total = m.config.numHiddenLayers * m.config.intermediateSize
+            Progress.note(String(format: "identify: es %d, sas %d, union %d of %d neurons (%.2f%%); %.1f prompts/s → %@",
+                                 result.selection.es.count, result.selection.sas.count, result.selection.union.count, total,
+                                 100 * Double(result.selection.union.count) / Double(total), result.promptsPerSecond, output))
+        }
+    }
+}
+
+/// The per-layer table and chart of `identify --report` (the paper's layer-wise analysis).
+enum IdentificationReport {
+    static func write(_ r: IdentificationResult, model: LanguageModel, to dir: String) throws {
+        let rows = r.scores.layerSummary(r.selection)
+        let chart = SVGChart.bars(title: "Safety neurons per layer", categories: rows.map { "\($0.layer)" },
+                                  series: [("ES", rows.map { Double($0.es) }), ("SAS", rows.map { Double($0.sas) }),
+                                           ("union", rows.map { Double($0.union) })],
+                                  yLabel: "neurons")
+        let md = """
+        # Safety neurons of \(model.displayName)
+
+        Pooling `\(r.file.pool)`, τ_ES = \(r.file.tauES), τ_SAS = \(r.file.tauSAS); \(r.file.harmful) harmful and \
+        \(r.file.harmless) harmless prompts. ES \(r.selection.es.count), SAS \(r.selection.sas.count), \
+        union \(r.selection.union.count) of \(model.config.numHiddenLayers * model.config.intermediateSize) neurons.
+
+        ![neurons per layer](layers.svg)
+
+        \(LayerSummary.markdownTable(rows))
+        """
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try AtomicFile.write(chart, to: dir + "/layers.svg")
+        try AtomicFile.write(md, to: dir + "/layers.md")
+    }
+}
