@@ -39,12 +39,41 @@ public enum Attention {
                         scores[j] = Kernels.dot(qh, kBase + j * kvStride, count: headDim) * scale
                     }
                     Kernels.softmax(scores, count: n)
-                    oh.update(repeating: 0, count: headDim)
-                    for j in 0..<n {
-                        Kernels.axpy(scores[j], vBase + j * kvStride, oh, count: headDim)
-                    }
+                    weightedSum(scores, n, vBase, kvStride, headDim, oh)
                 }
             }
+        }
+    }
+
+    /// out[0..<d] = Σ_j p[j] · v[j·stride ..< j·stride + d], accumulating 64/16-column blocks in
+    /// registers so `out` is written once.
+    @inlinable @inline(__always)
+    static func weightedSum(_ p: UnsafePointer<Float>, _ n: Int, _ v: UnsafePointer<Float>, _ stride: Int,
+                            _ d: Int, _ out: UnsafeMutablePointer<Float>) {
+        typealias V = Kernels.V16
+        var c = 0
+        while c + 64 <= d {
+            var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+            for j in 0..<n {
+                let w = V(repeating: p[j]), row = v + j * stride + c
+                a0 += w * Kernels.load(row); a1 += w * Kernels.load(row + 16)
+                a2 += w * Kernels.load(row + 32); a3 += w * Kernels.load(row + 48)
+            }
+            Kernels.store(a0, out + c); Kernels.store(a1, out + c + 16)
+            Kernels.store(a2, out + c + 32); Kernels.store(a3, out + c + 48)
+            c += 64
+        }
+        while c + 16 <= d {
+            var a = V()
+            for j in 0..<n { a += V(repeating: p[j]) * Kernels.load(v + j * stride + c) }
+            Kernels.store(a, out + c)
+            c += 16
+        }
+        while c < d {
+            var a: Float = 0
+            for j in 0..<n { a += p[j] * v[j * stride + c] }
+            out[c] = a
+            c += 1
         }
     }
 }

@@ -24,10 +24,17 @@ public enum Kernels {
 
     /// Vector e^x (Cephes-style: 2^n · p(r), |r| ≤ ln2/2, degree-6 polynomial; ~1–2 ulp).
     /// Inputs are clamped to the finite range, so -inf gives ~1e-38, never NaN.
+    /// Only lane-wise +, ×, compare-select and bit casts: those lower to vector instructions, whereas
+    /// SIMD `rounded()`/float→int conversions go lane by lane through libm.
     @inlinable @inline(__always)
     public static func exp(_ x: V16) -> V16 {
-        let x = x.clamped(lowerBound: V16(repeating: -87.33), upperBound: V16(repeating: 88.37))
-        let n = (x * 1.44269504088896341).rounded(.toNearestOrEven)
+        let lo = V16(repeating: -87.33), hi = V16(repeating: 88.37)
+        var x = x.replacing(with: lo, where: .!(x .>= lo))   // also maps NaN to lo
+        x = x.replacing(with: hi, where: x .> hi)
+        // Adding 1.5·2^23 rounds to nearest-even and leaves n in the low mantissa bits.
+        let magic = V16(repeating: 12582912)
+        let t = x * 1.44269504088896341 + magic
+        let n = t - magic
         let r = x - n * 0.693359375 + n * 2.12194440e-4
         var p = V16(repeating: 1.9875691500e-4)
         p = p * r + 1.3981999507e-3
@@ -36,7 +43,8 @@ public enum Kernels {
         p = p * r + 1.6666665459e-1
         p = p * r + 5.0000001201e-1
         p = p * (r * r) + r + 1
-        let bits = (SIMD16<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
+        let ni = unsafeBitCast(t, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
+        let bits = (ni &+ 127) &<< 23
         return p * unsafeBitCast(bits, to: V16.self)
     }
 
