@@ -105,6 +105,58 @@ struct TokenSampler {
     }
 }
 
+/// Incremental decoding over a fixed set of cache slots: each `append` runs only the new tokens,
+/// attending to everything already in their slots. Owned by one model; one call at a time.
+public final class DecodeSession {
+    public let model: LlamaModel
+    public let maxLength: Int
+    /// Tokens held per slot so far.
+    public private(set) var lengths: [Int]
+    let cache: KVCache
+
+    public init(model: LlamaModel, slots: Int, maxLength: Int) throws {
+        guard slots > 0, maxLength > 0, slots <= 1 << 16, maxLength <= 1 << 24 else {
+            throw InferenceError.invalidInput(source: "DecodeSession", reason: "\(slots) slots × \(maxLength) positions")
+        }
+        self.model = model; self.maxLength = maxLength
+        lengths = [Int](repeating: 0, count: slots)
+        cache = KVCache(config: model.config, slots: slots, maxLength: maxLength)
+    }
+
+    /// Appends `chunks[i]` to slot `slots[i]` (distinct slots) and returns the logits of each chunk's last
+    /// token as [chunks.count × vocab]. Prefill and one-token decode steps are the same call.
+    public func append(_ chunks: [[Int]], to slots: [Int], ablation: NeuronSet? = nil) throws -> Tensor {
+        let out = Tensor(shape: [chunks.count, model.config.vocabSize], zeroed: false)
+        try append(chunks, to: slots, ablation: ablation, into: out.pointer)
+        return out
+    }
+
+    func append(_ chunks: [[Int]], to slots: [Int], ablation: NeuronSet?, into logits: UnsafeMutablePointer<Float>) throws {
+        try model.validate(chunks, source: "DecodeSession")
+        try model.validate(ablation)
+        guard slots.count == chunks.count, Set(slots).count == slots.count else {
+            throw InferenceError.invalidInput(source: "DecodeSession", reason: "need one distinct slot per chunk")
+        }
+        for (i, s) in slots.enumerated() {
+            guard s >= 0, s < lengths.count else {
+                throw InferenceError.invalidInput(source: "DecodeSession", reason: "slot \(s) outside 0..<\(lengths.count)")
+            }
+            guard lengths[s] + chunks[i].count <= maxLength else {
+                throw InferenceError.invalidInput(source: "DecodeSession",
+                    reason: "slot \(s) would hold \(lengths[s] + chunks[i].count) tokens, capacity \(maxLength)")
+            }
+        }
+        let plan = LlamaModel.Plan(chunks: chunks, slots: slots, startPositions: slots.map { lengths[$0] },
+                                   slotStride: maxLength)
+        model.runBody(plan, cache: cache, ablation: ablation, tap: nil)
+        model.lmHead(rows: plan.seqStart.indices.map { plan.seqStart[$0] + plan.seqRows[$0] - 1 }, into: logits)
+        for (i, s) in slots.enumerated() { lengths[s] += chunks[i].count }
+    }
+
+    /// Forgets a slot's tokens so it can hold a new sequence.
+    public func reset(slot: Int) { if slot >= 0 && slot < lengths.count { lengths[slot] = 0 } }
+}
+
 extension LlamaModel {
     /// Batched generation with a KV cache. The prompts are prefilled together (ragged), then all
     /// unfinished sequences decode one token per step in a single [B × hidden] batch. A sequence
@@ -122,32 +174,25 @@ extension LlamaModel {
         var outputs = [[Int]](repeating: [], count: prompts.count)
         if maxNewTokens == 0 || prompts.isEmpty { return outputs }
         let maxLen = (prompts.map { $0.count }.max() ?? 0) + maxNewTokens
-        let cache = KVCache(config: config, slots: prompts.count, maxLength: maxLen)
+        let session = try DecodeSession(model: self, slots: prompts.count, maxLength: maxLen)
         var sampler = TokenSampler(sampling: sampling, sequences: prompts.count)
         let vocab = config.vocabSize
         let logits = Tensor(shape: [prompts.count, vocab], zeroed: false)
-
         var active = Array(prompts.indices)
-        var lengths = prompts.map { $0.count }
-        var plan = Plan(chunks: prompts, slots: active, startPositions: [Int](repeating: 0, count: prompts.count),
-                        slotStride: maxLen)
+        var chunks = prompts
         while !active.isEmpty {
-            runBody(plan, cache: cache, ablation: ablation, tap: nil)
-            lmHead(rows: plan.seqStart.indices.map { plan.seqStart[$0] + plan.seqRows[$0] - 1 }, into: logits.pointer)
-            var next: [Int] = [], stillActive: [Int] = []
+            try session.append(chunks, to: active, ablation: ablation, into: logits.pointer)
+            var next: [[Int]] = [], stillActive: [Int] = []
             for (i, s) in active.enumerated() {
                 let tok = sampler.choose(logits.pointer + i * vocab, vocab: vocab, sequence: s)
                 outputs[s].append(tok)
                 onToken?(s, tok)
                 if outputs[s].count < maxNewTokens && !stopTokens.contains(tok) {
-                    stillActive.append(s); next.append(tok)
+                    stillActive.append(s); next.append([tok])
                 }
             }
-            for s in active { lengths[s] = prompts[s].count + outputs[s].count - 1 }
             active = stillActive
-            if active.isEmpty { break }
-            plan = Plan(chunks: next.map { [$0] }, slots: active, startPositions: active.map { lengths[$0] },
-                        slotStride: maxLen)
+            chunks = next
         }
         return outputs
     }

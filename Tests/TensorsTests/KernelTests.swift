@@ -1,6 +1,6 @@
 import XCTest
 import Foundation
-@testable import Tensors
+import Tensors
 
 final class KernelTests: XCTestCase {
     var rng = SystemRandomNumberGenerator()

@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 import Tensors
-@testable import Transformer
+import Transformer
 
 /// Test-only loading of the HF fixtures (the real loaders live in ModelFiles/Runtime).
 enum Fixture {

@@ -1,6 +1,6 @@
 import XCTest
 import Tensors
-@testable import Transformer
+import Transformer
 
 final class LlamaModelTests: XCTestCase {
     static let names = ["tied", "llama3", "qwen2"]
@@ -109,34 +109,41 @@ final class LlamaModelTests: XCTestCase {
         XCTAssertEqual(seen, out)
     }
 
-    /// Logits from prefill + one-token cached steps equal a full forward pass.
+    /// Logits from a ragged prefill + one-token cached steps equal a full forward pass.
     func testKVCacheDecodingMatchesFullForward() throws {
         for name in Self.names {
             let f = try Fixture.load(name)
             let seqs = f.manifest.sequences.filter { $0.count >= 3 }
             let full = try f.model.forward(sequences: seqs)
-            let model = f.model, V = f.manifest.vocab
-            let maxLen = seqs.map { $0.count }.max()!
-            let cache = KVCache(config: model.config, slots: seqs.count, maxLength: maxLen)
-            let prefix = seqs.map { Array($0[0..<2]) }
-            var plan = LlamaModel.Plan(chunks: prefix, slots: Array(seqs.indices), startPositions: seqs.map { _ in 0 }, slotStride: maxLen)
-            model.runBody(plan, cache: cache, ablation: nil, tap: nil)
-            let logits = Tensor(shape: [seqs.count, V])
-            var pos = 2
+            let V = f.manifest.vocab
+            let session = try DecodeSession(model: f.model, slots: seqs.count, maxLength: seqs.map { $0.count }.max()!)
+            // Prefix lengths differ per sequence (ragged prefill), slots in reverse order.
+            let prefix = seqs.indices.map { 1 + $0 % 2 }
+            let slots = Array(seqs.indices.reversed())
+            let first = try session.append(seqs.indices.map { Array(seqs[$0][0..<prefix[$0]]) }, to: slots)
+            for s in seqs.indices {
+                let p = prefix[s] - 1
+                XCTAssertLessThan(relativeError(Array(first.buffer[(s * V)..<((s + 1) * V)]),
+                                                Array(full[s].array[(p * V)..<((p + 1) * V)])), 1e-5)
+            }
+            var steps = 0
             while true {
-                let active = seqs.indices.filter { seqs[$0].count > pos }
+                let active = seqs.indices.filter { session.lengths[slots[$0]] < seqs[$0].count }
                 if active.isEmpty { break }
-                plan = LlamaModel.Plan(chunks: active.map { [seqs[$0][pos]] }, slots: active,
-                                       startPositions: active.map { _ in pos }, slotStride: maxLen)
-                model.runBody(plan, cache: cache, ablation: nil, tap: nil)
-                model.lmHead(rows: Array(active.indices), into: logits.pointer)
+                let logits = try session.append(active.map { [seqs[$0][session.lengths[slots[$0]]]] },
+                                                to: active.map { slots[$0] })
                 for (i, s) in active.enumerated() {
+                    let pos = session.lengths[slots[s]] - 1
                     let got = Array(logits.buffer[(i * V)..<((i + 1) * V)])
                     let want = Array(full[s].array[(pos * V)..<((pos + 1) * V)])
                     XCTAssertLessThan(relativeError(got, want), 1e-5, "\(name) seq \(s) pos \(pos)")
+                    steps += 1
                 }
-                pos += 1
             }
+            XCTAssertGreaterThan(steps, 10)
+            let longest = seqs.indices.max { seqs[$0].count < seqs[$1].count }!
+            XCTAssertThrowsError(try session.append([[1]], to: [slots[longest]]))   // that slot is full
+            XCTAssertThrowsError(try session.append([[1], [2]], to: [0, 0]))
         }
     }
 
