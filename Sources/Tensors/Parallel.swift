@@ -30,4 +30,20 @@ public enum Parallel {
     public static func forEach(_ count: Int, minChunk: Int = 1, _ body: (Int) -> Void) {
         forRanges(count, minChunk: minChunk) { r in for i in r { body(i) } }
     }
+
+    /// Like `forRanges`, but also hands out the chunk index (0..<workers) so callers can give each
+    /// chunk its own slice of a preallocated scratch buffer instead of allocating per task.
+    @inlinable
+    public static func forChunks(_ count: Int, minChunk: Int = 1, _ body: (_ chunk: Int, _ range: Range<Int>) -> Void) {
+        if count <= 0 { return }
+        let chunks = min(workers, max(1, count / max(1, minChunk)))
+        if chunks <= 1 { body(0, 0..<count); return }
+        let per = (count + chunks - 1) / chunks
+        withoutActuallyEscaping(body) { body in
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let lo = c * per, hi = min(count, lo + per)
+                if lo < hi { body(c, lo..<hi) }
+            }
+        }
+    }
 }

@@ -1,0 +1,199 @@
+import Tensors
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Per-layer key/value cache: `slots` sequences × `maxLength` positions × kvDim, keys post-RoPE.
+final class KVCache {
+    let keys: [UnsafeMutablePointer<Float>]
+    let values: [UnsafeMutablePointer<Float>]
+    let slots: Int
+    let maxLength: Int
+
+    init(config c: LlamaConfig, slots: Int, maxLength: Int) {
+        self.slots = slots; self.maxLength = maxLength
+        let n = max(1, slots * maxLength * c.kvDim)
+        keys = (0..<c.numHiddenLayers).map { _ in .allocate(capacity: n) }
+        values = (0..<c.numHiddenLayers).map { _ in .allocate(capacity: n) }
+    }
+
+    deinit { for p in keys + values { p.deallocate() } }
+}
+
+/// How the next token is chosen.
+public enum Sampling: Sendable, Equatable {
+    /// argmax of the logits, ties to the lowest token id (torch.argmax).
+    case greedy
+    /// Logits / temperature, then top-p nucleus (the smallest most-probable set whose probability
+    /// reaches `topP`, at least one token), then one draw from the renormalised set. Each sequence
+    /// `i` of a call draws from its own `SeededGenerator(seed: seed, stream: i)`, so its tokens do not
+    /// depend on the other prompts in the batch. temperature ≤ 0 means greedy.
+    case sample(temperature: Float, topP: Float, seed: UInt64)
+}
+
+/// xoshiro256** (Blackman & Vigna), state seeded through SplitMix64 from (seed, stream).
+/// Deterministic across platforms; not cryptographic.
+public struct SeededGenerator: RandomNumberGenerator, Sendable {
+    private var s: (UInt64, UInt64, UInt64, UInt64)
+
+    public init(seed: UInt64, stream: UInt64 = 0) {
+        var x = seed ^ (stream &* 0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03
+        func splitmix(_ x: inout UInt64) -> UInt64 {
+            x &+= 0x9E37_79B9_7F4A_7C15
+            var z = x
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        s = (splitmix(&x), splitmix(&x), splitmix(&x), splitmix(&x))
+    }
+
+    public mutating func next() -> UInt64 {
+        @inline(__always) func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+        let result = rotl(s.1 &* 5, 7) &* 9
+        let t = s.1 << 17
+        s.2 ^= s.0; s.3 ^= s.1; s.1 ^= s.2; s.0 ^= s.3
+        s.2 ^= t
+        s.3 = rotl(s.3, 45)
+        return result
+    }
+
+    /// Uniform double in [0, 1) from the top 53 bits.
+    public mutating func nextUnit() -> Double { Double(next() >> 11) * 0x1p-53 }
+}
+
+/// Chooses tokens from logits; keeps its sort buffer between calls.
+struct TokenSampler {
+    let sampling: Sampling
+    var generators: [SeededGenerator]
+    var order: [Int32] = []
+    var probs: [Double] = []
+
+    init(sampling: Sampling, sequences: Int) {
+        self.sampling = sampling
+        if case let .sample(_, _, seed) = sampling {
+            generators = (0..<sequences).map { SeededGenerator(seed: seed, stream: UInt64($0)) }
+        } else {
+            generators = []
+        }
+    }
+
+    mutating func choose(_ logits: UnsafePointer<Float>, vocab: Int, sequence: Int) -> Int {
+        guard case let .sample(temperature, topP, _) = sampling, temperature > 0 else {
+            return Kernels.argmax(logits, count: vocab)
+        }
+        if probs.count != vocab { probs = .init(repeating: 0, count: vocab); order = .init(repeating: 0, count: vocab) }
+        let t = Double(temperature)
+        var m = -Double.infinity
+        for i in 0..<vocab { m = max(m, Double(logits[i]) / t) }
+        var z = 0.0
+        for i in 0..<vocab { let e = exp(Double(logits[i]) / t - m); probs[i] = e; z += e }
+        for i in 0..<vocab { probs[i] /= z; order[i] = Int32(i) }
+        let p = probs
+        order.sort { a, b in p[Int(a)] != p[Int(b)] ? p[Int(a)] > p[Int(b)] : a < b }
+        var kept = 0, mass = 0.0
+        let target = Double(min(max(topP, 0), 1))
+        repeat { mass += p[Int(order[kept])]; kept += 1 } while kept < vocab && mass < target
+        var u = generators[sequence].nextUnit() * mass
+        for k in 0..<kept {
+            u -= p[Int(order[k])]
+            if u < 0 { return Int(order[k]) }
+        }
+        return Int(order[kept - 1])
+    }
+}
+
+/// Incremental decoding over a fixed set of cache slots: each `append` runs only the new tokens,
+/// attending to everything already in their slots. Owned by one model; one call at a time.
+public final class DecodeSession {
+    public let model: LlamaModel
+    public let maxLength: Int
+    /// Tokens held per slot so far.
+    public private(set) var lengths: [Int]
+    let cache: KVCache
+
+    public init(model: LlamaModel, slots: Int, maxLength: Int) throws {
+        guard slots > 0, maxLength > 0, slots <= 1 << 16, maxLength <= 1 << 24 else {
+            throw InferenceError.invalidInput(source: "DecodeSession", reason: "\(slots) slots × \(maxLength) positions")
+        }
+        self.model = model; self.maxLength = maxLength
+        lengths = [Int](repeating: 0, count: slots)
+        cache = KVCache(config: model.config, slots: slots, maxLength: maxLength)
+    }
+
+    /// Appends `chunks[i]` to slot `slots[i]` (distinct slots) and returns the logits of each chunk's last
+    /// token as [chunks.count × vocab]. Prefill and one-token decode steps are the same call.
+    public func append(_ chunks: [[Int]], to slots: [Int], ablation: NeuronSet? = nil) throws -> Tensor {
+        let out = Tensor(shape: [chunks.count, model.config.vocabSize], zeroed: false)
+        try append(chunks, to: slots, ablation: ablation, into: out.pointer)
+        return out
+    }
+
+    func append(_ chunks: [[Int]], to slots: [Int], ablation: NeuronSet?, into logits: UnsafeMutablePointer<Float>) throws {
+        try model.validate(chunks, source: "DecodeSession")
+        try model.validate(ablation)
+        guard slots.count == chunks.count, Set(slots).count == slots.count else {
+            throw InferenceError.invalidInput(source: "DecodeSession", reason: "need one distinct slot per chunk")
+        }
+        for (i, s) in slots.enumerated() {
+            guard s >= 0, s < lengths.count else {
+                throw InferenceError.invalidInput(source: "DecodeSession", reason: "slot \(s) outside 0..<\(lengths.count)")
+            }
+            guard lengths[s] + chunks[i].count <= maxLength else {
+                throw InferenceError.invalidInput(source: "DecodeSession",
+                    reason: "slot \(s) would hold \(lengths[s] + chunks[i].count) tokens, capacity \(maxLength)")
+            }
+        }
+        let plan = LlamaModel.Plan(chunks: chunks, slots: slots, startPositions: slots.map { lengths[$0] },
+                                   slotStride: maxLength)
+        model.runBody(plan, cache: cache, ablation: ablation, tap: nil)
+        model.lmHead(rows: plan.seqStart.indices.map { plan.seqStart[$0] + plan.seqRows[$0] - 1 }, into: logits)
+        for (i, s) in slots.enumerated() { lengths[s] += chunks[i].count }
+    }
+
+    /// Forgets a slot's tokens so it can hold a new sequence.
+    public func reset(slot: Int) { if slot >= 0 && slot < lengths.count { lengths[slot] = 0 } }
+}
+
+extension LlamaModel {
+    /// Batched generation with a KV cache. The prompts are prefilled together (ragged), then all
+    /// unfinished sequences decode one token per step in a single [B × hidden] batch. A sequence
+    /// finishes after `maxNewTokens` tokens or right after emitting a token in `stopTokens` (which is
+    /// included in its output). Returns the new tokens per prompt. `onToken(sequence, token)` is called
+    /// as each token is chosen.
+    public func generate(prompts: [[Int]], maxNewTokens: Int, sampling: Sampling = .greedy,
+                         stopTokens: Set<Int> = [], ablation: NeuronSet? = nil,
+                         onToken: ((_ sequence: Int, _ token: Int) -> Void)? = nil) throws -> [[Int]] {
+        try validate(prompts, source: "generate")
+        try validate(ablation)
+        guard maxNewTokens >= 0 else {
+            throw InferenceError.invalidInput(source: "generate", reason: "maxNewTokens \(maxNewTokens) is negative")
+        }
+        var outputs = [[Int]](repeating: [], count: prompts.count)
+        if maxNewTokens == 0 || prompts.isEmpty { return outputs }
+        let maxLen = (prompts.map { $0.count }.max() ?? 0) + maxNewTokens
+        let session = try DecodeSession(model: self, slots: prompts.count, maxLength: maxLen)
+        var sampler = TokenSampler(sampling: sampling, sequences: prompts.count)
+        let vocab = config.vocabSize
+        let logits = Tensor(shape: [prompts.count, vocab], zeroed: false)
+        var active = Array(prompts.indices)
+        var chunks = prompts
+        while !active.isEmpty {
+            try session.append(chunks, to: active, ablation: ablation, into: logits.pointer)
+            var next: [[Int]] = [], stillActive: [Int] = []
+            for (i, s) in active.enumerated() {
+                let tok = sampler.choose(logits.pointer + i * vocab, vocab: vocab, sequence: s)
+                outputs[s].append(tok)
+                onToken?(s, tok)
+                if outputs[s].count < maxNewTokens && !stopTokens.contains(tok) {
+                    stillActive.append(s); next.append([tok])
+                }
+            }
+            active = stillActive
+            chunks = next
+        }
+        return outputs
+    }
+}

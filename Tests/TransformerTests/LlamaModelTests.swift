@@ -1,0 +1,195 @@
+import XCTest
+import Tensors
+import Transformer
+
+final class LlamaModelTests: XCTestCase {
+    static let names = ["tied", "llama3", "qwen2"]
+
+    func testLogitsMatchTransformers() throws {
+        for name in Self.names {
+            let f = try Fixture.load(name)
+            let out = try f.model.forward(sequences: f.manifest.sequences, logitsFor: .all)
+            XCTAssertEqual(out.map { $0.shape }, f.manifest.sequences.map { [$0.count, f.manifest.vocab] })
+            let err = relativeError(out.flatMap { $0.array }, try f.floats("logits.bin"))
+            XCTAssertLessThan(err, 1e-4, name)
+            print("\(name): logits relative error \(err)")
+        }
+    }
+
+    func testRaggedBatchEqualsOneAtATime() throws {
+        let f = try Fixture.load("qwen2")
+        let batch = try f.model.forward(sequences: f.manifest.sequences)
+        for (s, seq) in f.manifest.sequences.enumerated() {
+            let single = try f.model.forward(sequences: [seq])[0]
+            XCTAssertLessThan(relativeError(batch[s].array, single.array), 1e-6, "sequence \(s)")
+        }
+    }
+
+    func testLastAndPositionSelections() throws {
+        let f = try Fixture.load("llama3")
+        let seqs = f.manifest.sequences
+        let all = try f.model.forward(sequences: seqs)
+        let last = try f.model.forward(sequences: seqs, logitsFor: .last)
+        let picks = seqs.map { [0, $0.count - 1] }
+        let chosen = try f.model.forward(sequences: seqs, logitsFor: .positions(picks))
+        let V = f.manifest.vocab
+        for s in seqs.indices {
+            let n = seqs[s].count
+            XCTAssertEqual(last[s].shape, [1, V])
+            XCTAssertLessThan(relativeError(last[s].array, Array(all[s].array[((n - 1) * V)...])), 1e-6)
+            XCTAssertLessThan(relativeError(chosen[s].array, Array(all[s].array[0..<V]) + Array(all[s].array[((n - 1) * V)...])), 1e-6)
+        }
+    }
+
+    func testAblationAndTapMatchHooks() throws {
+        for name in Self.names {
+            let f = try Fixture.load(name)
+            let seqs = f.manifest.sequences
+            let total = seqs.reduce(0) { $0 + $1.count }
+            let I = f.manifest.intermediate
+            var tap = [Float](repeating: .nan, count: f.manifest.layers * total * I)
+            var offsets = [0]
+            for s in seqs { offsets.append(offsets.last! + s.count) }
+            var calls = 0
+            let out = try f.model.forward(sequences: seqs, ablation: f.ablation) { layer, s, acts, rows in
+                calls += 1
+                XCTAssertEqual(rows, seqs[s].count)
+                XCTAssertEqual(acts.count, rows * I)
+                for i in 0..<acts.count { tap[(layer * total + offsets[s]) * I + i] = acts[i] }
+            }
+            XCTAssertEqual(calls, f.manifest.layers * seqs.count)
+            let ablatedErr = relativeError(out.flatMap { $0.array }, try f.floats("ablated.bin"))
+            XCTAssertLessThan(ablatedErr, 1e-4, name)
+            XCTAssertLessThan(relativeError(tap, try f.floats("tap.bin")), 1e-4, name)
+            // The ablation must matter, or this test proves nothing.
+            XCTAssertGreaterThan(relativeError(out.flatMap { $0.array }, try f.floats("logits.bin")), 1e-3, name)
+            for (l, js) in f.ablation.perLayer.enumerated() {
+                for j in js { for r in 0..<total { XCTAssertEqual(tap[(l * total + r) * I + j], 0) } }
+            }
+        }
+    }
+
+    func testCompletionLogProbs() throws {
+        for name in Self.names {
+            let f = try Fixture.load(name)
+            let m = f.manifest
+            for (ablation, expected) in [(nil, m.logprobs), (f.ablation, m.logprobs_ablated)] as [(NeuronSet?, [Double])] {
+                let got = try f.model.sequenceLogProbs(sequences: m.sequences, completionStarts: m.completion_starts, ablation: ablation)
+                for s in got.indices {
+                    XCTAssertEqual(got[s].tokens, m.sequences[s].count - m.completion_starts[s])
+                    XCTAssertEqual(got[s].logprob, expected[s], accuracy: 1e-4 * max(1, abs(expected[s])), "\(name) seq \(s)")
+                }
+            }
+        }
+    }
+
+    func testGreedyGenerationMatchesTransformers() throws {
+        for name in Self.names {
+            let f = try Fixture.load(name)
+            let m = f.manifest
+            // Together (ragged prefill + batched decode) and one at a time.
+            let batched = try f.model.generate(prompts: m.prompts, maxNewTokens: 12)
+            XCTAssertEqual(batched, m.greedy, name)
+            for (p, want) in zip(m.prompts, m.greedy) {
+                XCTAssertEqual(try f.model.generate(prompts: [p], maxNewTokens: 12), [want], name)
+            }
+        }
+    }
+
+    func testStopTokensAndCallback() throws {
+        let f = try Fixture.load("tied")
+        let m = f.manifest
+        let stop = m.greedy[0][3]
+        var seen: [[Int]] = [[], []]
+        let out = try f.model.generate(prompts: m.prompts, maxNewTokens: 12, stopTokens: [stop]) { s, t in seen[s].append(t) }
+        let cut0 = m.greedy[0].firstIndex(of: stop)!
+        XCTAssertEqual(out[0], Array(m.greedy[0][...cut0]))
+        let cut1 = m.greedy[1].firstIndex(of: stop).map { Array(m.greedy[1][...$0]) } ?? m.greedy[1]
+        XCTAssertEqual(out[1], cut1)
+        XCTAssertEqual(seen, out)
+    }
+
+    /// Logits from a ragged prefill + one-token cached steps equal a full forward pass.
+    func testKVCacheDecodingMatchesFullForward() throws {
+        for name in Self.names {
+            let f = try Fixture.load(name)
+            let seqs = f.manifest.sequences.filter { $0.count >= 3 }
+            let full = try f.model.forward(sequences: seqs)
+            let V = f.manifest.vocab
+            let session = try DecodeSession(model: f.model, slots: seqs.count, maxLength: seqs.map { $0.count }.max()!)
+            // Prefix lengths differ per sequence (ragged prefill), slots in reverse order.
+            let prefix = seqs.indices.map { 1 + $0 % 2 }
+            let slots = Array(seqs.indices.reversed())
+            let first = try session.append(seqs.indices.map { Array(seqs[$0][0..<prefix[$0]]) }, to: slots)
+            for s in seqs.indices {
+                let p = prefix[s] - 1
+                XCTAssertLessThan(relativeError(Array(first.buffer[(s * V)..<((s + 1) * V)]),
+                                                Array(full[s].array[(p * V)..<((p + 1) * V)])), 1e-5)
+            }
+            var steps = 0
+            while true {
+                let active = seqs.indices.filter { session.lengths[slots[$0]] < seqs[$0].count }
+                if active.isEmpty { break }
+                let logits = try session.append(active.map { [seqs[$0][session.lengths[slots[$0]]]] },
+                                                to: active.map { slots[$0] })
+                for (i, s) in active.enumerated() {
+                    let pos = session.lengths[slots[s]] - 1
+                    let got = Array(logits.buffer[(i * V)..<((i + 1) * V)])
+                    let want = Array(full[s].array[(pos * V)..<((pos + 1) * V)])
+                    XCTAssertLessThan(relativeError(got, want), 1e-5, "\(name) seq \(s) pos \(pos)")
+                    steps += 1
+                }
+            }
+            XCTAssertGreaterThan(steps, 10)
+            let longest = seqs.indices.max { seqs[$0].count < seqs[$1].count }!
+            XCTAssertThrowsError(try session.append([[1]], to: [slots[longest]]))   // that slot is full
+            XCTAssertThrowsError(try session.append([[1], [2]], to: [0, 0]))
+        }
+    }
+
+    func testSeededSampling() throws {
+        let f = try Fixture.load("qwen2")
+        let p = f.manifest.prompts
+        let a = try f.model.generate(prompts: p, maxNewTokens: 10, sampling: .sample(temperature: 1.2, topP: 0.9, seed: 7))
+        let b = try f.model.generate(prompts: p, maxNewTokens: 10, sampling: .sample(temperature: 1.2, topP: 0.9, seed: 7))
+        let c = try f.model.generate(prompts: p, maxNewTokens: 10, sampling: .sample(temperature: 1.2, topP: 0.9, seed: 8))
+        XCTAssertEqual(a, b)
+        XCTAssertNotEqual(a, c)
+        // Sequence i draws from stream i whatever else is in the batch.
+        let alone = try f.model.generate(prompts: [p[0]], maxNewTokens: 10, sampling: .sample(temperature: 1.2, topP: 0.9, seed: 7))
+        XCTAssertEqual(alone[0], a[0])
+        XCTAssertEqual(a[1].count, 10)
+        // A tiny nucleus keeps only the top token: greedy.
+        let narrow = try f.model.generate(prompts: p, maxNewTokens: 12, sampling: .sample(temperature: 1, topP: 1e-6, seed: 3))
+        XCTAssertEqual(narrow, f.manifest.greedy)
+        let cold = try f.model.generate(prompts: p, maxNewTokens: 12, sampling: .sample(temperature: 0, topP: 1, seed: 3))
+        XCTAssertEqual(cold, f.manifest.greedy)
+    }
+
+    func testSeededGeneratorIsStable() {
+        var g = SeededGenerator(seed: 42)
+        let first = (0..<3).map { _ in g.next() }
+        var h = SeededGenerator(seed: 42)
+        XCTAssertEqual(first, (0..<3).map { _ in h.next() })
+        var other = SeededGenerator(seed: 42, stream: 1)
+        XCTAssertNotEqual(first[0], other.next())
+        for _ in 0..<1000 { let u = g.nextUnit(); XCTAssertTrue(u >= 0 && u < 1) }
+    }
+
+    func testInvalidInputsThrow() throws {
+        let f = try Fixture.load("tied")
+        XCTAssertThrowsError(try f.model.forward(sequences: [[]]))
+        XCTAssertThrowsError(try f.model.forward(sequences: [[1, 300]]))
+        XCTAssertThrowsError(try f.model.forward(sequences: [[1, -1]]))
+        XCTAssertThrowsError(try f.model.forward(sequences: [[1, 2]], logitsFor: .positions([[2]])))
+        XCTAssertThrowsError(try f.model.sequenceLogProbs(sequences: [[1, 2]], completionStarts: [0]))
+        XCTAssertThrowsError(try f.model.forward(sequences: [[1]], ablation: NeuronSet(layerCount: 2)))
+        XCTAssertThrowsError(try f.model.generate(prompts: [[1]], maxNewTokens: -1))
+        let w = LlamaWeights(config: f.model.config)
+        w.layers[1].upProj = Tensor(shape: [3, 3])
+        XCTAssertThrowsError(try LlamaModel(weights: w)) { e in
+            XCTAssertEqual(e as? TransformerError, .shapeMismatch(source: "LlamaModel", name: "model.layers.1.mlp.up_proj.weight",
+                                                                   expected: [96, 64], found: [3, 3]))
+        }
+    }
+}
