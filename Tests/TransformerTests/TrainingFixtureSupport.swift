@@ -5,7 +5,7 @@ import Tensors
 
 /// Test-only loader for the training fixtures: a minimal safetensors (f32) parser, a config.json mapper,
 /// and the raw-f32 + JSON-manifest tensor bundles written by scripts/reference/make_training_fixtures.py.
-/// (Also compiled into AlignmentTests through a symlink-free copy: keep the two files identical.)
+/// (AlignmentTests holds a copy; keep them in step.)
 enum TrainingFixture {
     static var root: URL {
         var u = URL(fileURLWithPath: #filePath)

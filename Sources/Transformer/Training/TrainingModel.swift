@@ -13,6 +13,7 @@ public struct TrainingSequence: Sendable, Equatable {
 public struct SequenceLogProb: Sendable, Equatable {
     public var sum: Double
     public var count: Int
+    public init(sum: Double, count: Int) { self.sum = sum; self.count = count }
 }
 
 public enum TrainingError: Error, CustomStringConvertible, Equatable {
