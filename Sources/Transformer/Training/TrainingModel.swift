@@ -1,0 +1,373 @@
+import Foundation
+import Tensors
+
+/// One packed sequence: `tokens` (prompt + completion) and the index of the first completion token.
+/// Its log-probability is Σ_{t ≥ completionStart} log p(tokens[t] | tokens[..<t]).
+public struct TrainingSequence: Sendable, Equatable {
+    public var tokens: [Int]
+    public var completionStart: Int
+    public init(tokens: [Int], completionStart: Int) { self.tokens = tokens; self.completionStart = completionStart }
+}
+
+/// Sum of completion-token log-probs of one sequence and how many tokens it covers.
+public struct SequenceLogProb: Sendable, Equatable {
+    public var sum: Double
+    public var count: Int
+    public init(sum: Double, count: Int) { self.sum = sum; self.count = count }
+}
+
+public enum TrainingError: Error, CustomStringConvertible, Equatable {
+    case invalidBatch(reason: String)
+    case noForwardState
+    public var description: String {
+        switch self {
+        case let .invalidBatch(r): return "training batch: \(r)"
+        case .noForwardState: return "training: backward called without a forward that kept its state"
+        }
+    }
+}
+
+/// Exact f32 training forward/backward for a Llama-family model over a ragged batch.
+///
+/// Memory: with `recomputeLayers` only each layer's input [T×H] is kept and the layer's activations are
+/// recomputed during backward (one layer's worth live at a time). The LM head only runs on rows that
+/// predict a completion token, in chunks of at most `lmHeadChunkElements` logits, and is recomputed in backward.
+public final class TrainingModel: @unchecked Sendable {
+    public let weights: LlamaWeights
+    public let config: LlamaConfig
+    public var recomputeLayers: Bool
+    public var lmHeadChunkElements: Int = 1 << 23
+
+    private var ropeCos: [Float] = [], ropeSin: [Float] = [], ropeLen = 0
+    private var state: ForwardState?
+
+    public init(weights: LlamaWeights, recomputeLayers: Bool = true) throws {
+        try weights.config.validate(source: "training model")
+        self.weights = weights
+        self.config = weights.config
+        self.recomputeLayers = recomputeLayers
+    }
+
+    /// Frees what the last forward kept for backward.
+    public func releaseState() { state = nil }
+
+    // MARK: Saved activations
+
+    final class LayerActs {
+        let xn1, q, k, v, att, x2, xn2, gate, up, h: Tensor
+        let rstd1, rstd2, lse: Tensor
+        init(T: Int, c: LlamaConfig) {
+            xn1 = Tensor(shape: [T, c.hiddenSize], zeroed: false); x2 = Tensor(shape: [T, c.hiddenSize], zeroed: false)
+            xn2 = Tensor(shape: [T, c.hiddenSize], zeroed: false)
+            q = Tensor(shape: [T, c.qDim], zeroed: false); att = Tensor(shape: [T, c.qDim], zeroed: false)
+            k = Tensor(shape: [T, c.kvDim], zeroed: false); v = Tensor(shape: [T, c.kvDim], zeroed: false)
+            gate = Tensor(shape: [T, c.intermediateSize], zeroed: false)
+            up = Tensor(shape: [T, c.intermediateSize], zeroed: false)
+            h = Tensor(shape: [T, c.intermediateSize], zeroed: false)
+            rstd1 = Tensor(shape: [T], zeroed: false); rstd2 = Tensor(shape: [T], zeroed: false)
+            lse = Tensor(shape: [T, c.numAttentionHeads], zeroed: false)
+        }
+    }
+
+    final class ForwardState {
+        var ids: [Int32] = [], positions: [Int32] = [], offsets: [Int] = [], lengths: [Int] = []
+        var layerInputs: [Tensor] = []       // x_0 … x_L (x_L = final residual)
+        var layerActs: [LayerActs] = []      // only without recompute
+        var xnf: Tensor!, rstdf: Tensor!
+        var rows: [Int] = [], targets: [Int32] = [], rowSeq: [Int] = [], rowLse: [Float] = []
+        var ablation: NeuronSet?
+        var sequenceCount = 0
+    }
+
+    // MARK: Forward
+
+    /// Runs the model; returns per-sequence completion log-probs. With `keepForBackward` the state for
+    /// `backward` is kept until the next forward or `releaseState()`.
+    public func forward(_ batch: [TrainingSequence], ablate: NeuronSet? = nil,
+                        keepForBackward: Bool = true) throws -> [SequenceLogProb] {
+        state = nil
+        let c = config, H = c.hiddenSize
+        if let ablate, ablate.layerCount != c.numHiddenLayers {
+            throw TrainingError.invalidBatch(reason: "neuron set has \(ablate.layerCount) layers, model has \(c.numHiddenLayers)")
+        }
+        let st = ForwardState()
+        st.ablation = ablate
+        st.sequenceCount = batch.count
+        var maxLen = 0
+        for (s, seq) in batch.enumerated() {
+            let L = seq.tokens.count
+            guard L >= 1 else { throw TrainingError.invalidBatch(reason: "sequence \(s) is empty") }
+            guard seq.completionStart >= 1, seq.completionStart <= L else {
+                throw TrainingError.invalidBatch(reason: "sequence \(s): completion start \(seq.completionStart) outside 1...\(L)")
+            }
+            guard L <= c.maxPositionEmbeddings * 64 else {
+                throw TrainingError.invalidBatch(reason: "sequence \(s) has \(L) tokens, too long")
+            }
+            st.offsets.append(st.ids.count); st.lengths.append(L)
+            for (t, tok) in seq.tokens.enumerated() {
+                guard tok >= 0, tok < c.vocabSize else {
+                    throw TrainingError.invalidBatch(reason: "sequence \(s) token \(t) = \(tok) outside vocabulary \(c.vocabSize)")
+                }
+                st.ids.append(Int32(tok)); st.positions.append(Int32(t))
+                if t >= seq.completionStart {
+                    st.rows.append(st.offsets[s] + t - 1); st.targets.append(Int32(tok)); st.rowSeq.append(s)
+                }
+            }
+            maxLen = max(maxLen, L)
+        }
+        let T = st.ids.count
+        ensureRope(maxLen)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, maxLen * maxLen))
+        defer { scratch.deallocate() }
+
+        var x = Tensor(shape: [T, H], zeroed: false)
+        TrainOps.embeddingForward(x.pointer, ids: st.ids, table: weights.embedTokens.pointer, hidden: H)
+        let reuse = (keepForBackward && !recomputeLayers) ? nil : LayerActs(T: T, c: c)
+        for l in 0..<c.numHiddenLayers {
+            let acts = reuse ?? LayerActs(T: T, c: c)
+            let out = Tensor(shape: [T, H], zeroed: false)
+            layerForward(l, x: x, out: out, acts: acts, st: st, scratch: scratch)
+            if keepForBackward {
+                st.layerInputs.append(x)
+                if !recomputeLayers { st.layerActs.append(acts) }
+            }
+            x = out
+        }
+        if keepForBackward { st.layerInputs.append(x) }
+        let xnf = Tensor(shape: [T, H], zeroed: false), rstdf = Tensor(shape: [T], zeroed: false)
+        TrainOps.rmsnormForward(xnf.pointer, rstd: rstdf.pointer, x: x.pointer, w: weights.norm.pointer,
+                                rows: T, dim: H, eps: Float(c.rmsNormEps))
+        st.xnf = xnf; st.rstdf = rstdf
+
+        // LM head on the completion-predicting rows only.
+        let R = st.rows.count, V = c.vocabSize
+        st.rowLse = [Float](repeating: 0, count: R)
+        var rowLogp = [Float](repeating: 0, count: R)
+        let chunk = max(1, min(R, lmHeadChunkElements / V))
+        let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * H))
+        let logits = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * V))
+        defer { buf.deallocate(); logits.deallocate() }
+        let W = weights.outputWeight.pointer
+        var r0 = 0
+        while r0 < R {
+            let n = min(chunk, R - r0)
+            for i in 0..<n { (buf + i * H).update(from: xnf.pointer + st.rows[r0 + i] * H, count: H) }
+            BLAS.linear(buf, count: n, inFeatures: H, weight: W, outFeatures: V, into: logits)
+            st.rowLse.withUnsafeMutableBufferPointer { lseOut in
+                rowLogp.withUnsafeMutableBufferPointer { lp in
+                    st.targets.withUnsafeBufferPointer { tg in
+                        Parallel.forRanges(n) { rr in
+                            for i in rr {
+                                let row = logits + i * V
+                                var m = -Float.infinity
+                                for j in 0..<V { m = max(m, row[j]) }
+                                var s: Float = 0
+                                for j in 0..<V { s += expf(row[j] - m) }
+                                let lse = m + logf(s)
+                                lseOut[r0 + i] = lse
+                                lp[r0 + i] = row[Int(tg[r0 + i])] - lse
+                            }
+                        }
+                    }
+                }
+            }
+            r0 += n
+        }
+        var out = [SequenceLogProb](repeating: SequenceLogProb(sum: 0, count: 0), count: batch.count)
+        for i in 0..<R { out[st.rowSeq[i]].sum += Double(rowLogp[i]); out[st.rowSeq[i]].count += 1 }
+        if keepForBackward { state = st }
+        return out
+    }
+
+    private func layerForward(_ l: Int, x: Tensor, out: Tensor, acts a: LayerActs, st: ForwardState,
+                              scratch: UnsafeMutablePointer<Float>) {
+        let c = config, lw = weights.layers[l], T = st.ids.count, H = c.hiddenSize, I = c.intermediateSize
+        let eps = Float(c.rmsNormEps)
+        TrainOps.rmsnormForward(a.xn1.pointer, rstd: a.rstd1.pointer, x: x.pointer, w: lw.inputNorm.pointer,
+                                rows: T, dim: H, eps: eps)
+        TrainOps.linearForward(a.q.pointer, x: a.xn1.pointer, w: lw.qProj.pointer, bias: lw.qBias?.pointer,
+                               rows: T, inDim: H, outDim: c.qDim)
+        TrainOps.linearForward(a.k.pointer, x: a.xn1.pointer, w: lw.kProj.pointer, bias: lw.kBias?.pointer,
+                               rows: T, inDim: H, outDim: c.kvDim)
+        TrainOps.linearForward(a.v.pointer, x: a.xn1.pointer, w: lw.vProj.pointer, bias: lw.vBias?.pointer,
+                               rows: T, inDim: H, outDim: c.kvDim)
+        ropeCos.withUnsafeBufferPointer { cs in
+            ropeSin.withUnsafeBufferPointer { sn in
+                TrainOps.ropeForward(a.q.pointer, positions: st.positions, heads: c.numAttentionHeads, headDim: c.headDim,
+                                     cos: cs.baseAddress!, sin: sn.baseAddress!)
+                TrainOps.ropeForward(a.k.pointer, positions: st.positions, heads: c.numKeyValueHeads, headDim: c.headDim,
+                                     cos: cs.baseAddress!, sin: sn.baseAddress!)
+            }
+        }
+        TrainAttention.forward(out: a.att.pointer, lse: a.lse.pointer, q: a.q.pointer, k: a.k.pointer, v: a.v.pointer,
+                               offsets: st.offsets, lengths: st.lengths, layout: layout, scratch: scratch)
+        TrainOps.linearForward(a.x2.pointer, x: a.att.pointer, w: lw.oProj.pointer, bias: nil, rows: T, inDim: c.qDim, outDim: H)
+        add(a.x2.pointer, x.pointer, T * H)
+        TrainOps.rmsnormForward(a.xn2.pointer, rstd: a.rstd2.pointer, x: a.x2.pointer, w: lw.postAttentionNorm.pointer,
+                                rows: T, dim: H, eps: eps)
+        TrainOps.linearForward(a.gate.pointer, x: a.xn2.pointer, w: lw.gateProj.pointer, bias: nil, rows: T, inDim: H, outDim: I)
+        TrainOps.linearForward(a.up.pointer, x: a.xn2.pointer, w: lw.upProj.pointer, bias: nil, rows: T, inDim: H, outDim: I)
+        TrainOps.swigluForward(a.h.pointer, gate: a.gate.pointer, up: a.up.pointer, rows: T, dim: I,
+                               ablated: st.ablation?.perLayer[l] ?? [])
+        TrainOps.linearForward(out.pointer, x: a.h.pointer, w: lw.downProj.pointer, bias: nil, rows: T, inDim: I, outDim: H)
+        add(out.pointer, a.x2.pointer, T * H)
+    }
+
+    private var layout: TrainAttention.Layout {
+        .init(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: config.headDim)
+    }
+
+    private func add(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
+        Parallel.forRanges(n, minChunk: 1 << 14) { r in for i in r { y[i] += x[i] } }
+    }
+
+    // MARK: Backward
+
+    /// Backpropagates dL/d(logp_seq) (one per sequence of the last forward) into `grads` (accumulating).
+    public func backward(dLogProbs: [Float], into grads: LlamaGradients) throws {
+        guard let st = state, !st.layerInputs.isEmpty else { throw TrainingError.noForwardState }
+        guard dLogProbs.count == st.sequenceCount else {
+            throw TrainingError.invalidBatch(reason: "\(dLogProbs.count) gradients for \(st.sequenceCount) sequences")
+        }
+        precondition(grads.config == config, "gradients of a different model")
+        let c = config, T = st.ids.count, H = c.hiddenSize, V = c.vocabSize, I = c.intermediateSize
+        let g = grads.storage
+
+        // LM head: dlogits = g_s · (onehot − softmax), recomputed chunk by chunk.
+        let dxnf = Tensor(shape: [T, H])
+        let R = st.rows.count
+        let chunk = max(1, min(R, lmHeadChunkElements / V))
+        let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * H))
+        let dbuf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * H))
+        let logits = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * V))
+        defer { buf.deallocate(); dbuf.deallocate(); logits.deallocate() }
+        let W = weights.outputWeight.pointer, dW = (g.lmHead ?? g.embedTokens).pointer
+        var r0 = 0
+        while r0 < R {
+            let n = min(chunk, R - r0)
+            for i in 0..<n { (buf + i * H).update(from: st.xnf.pointer + st.rows[r0 + i] * H, count: H) }
+            BLAS.linear(buf, count: n, inFeatures: H, weight: W, outFeatures: V, into: logits)
+            st.rowLse.withUnsafeBufferPointer { lse in
+                st.targets.withUnsafeBufferPointer { tg in
+                    st.rowSeq.withUnsafeBufferPointer { rs in
+                        dLogProbs.withUnsafeBufferPointer { gs in
+                            Parallel.forRanges(n) { rr in
+                                for i in rr {
+                                    let row = logits + i * V, m = lse[r0 + i], gi = gs[rs[r0 + i]]
+                                    for j in 0..<V { row[j] = -gi * expf(row[j] - m) }
+                                    row[Int(tg[r0 + i])] += gi
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            TrainOps.linearBackward(dx: dbuf, accumulateDx: false, dw: dW, db: nil, dy: logits, x: buf, w: W,
+                                    rows: n, inDim: H, outDim: V)
+            for i in 0..<n {
+                let d = dxnf.pointer + st.rows[r0 + i] * H, s = dbuf + i * H
+                for j in 0..<H { d[j] += s[j] }
+            }
+            r0 += n
+        }
+        let dres = Tensor(shape: [T, H])
+        TrainOps.rmsnormBackward(dx: dres.pointer, dw: g.norm.pointer, dout: dxnf.pointer, x: st.layerInputs[c.numHiddenLayers].pointer,
+                                 w: weights.norm.pointer, rstd: st.rstdf.pointer, rows: T, dim: H)
+
+        let maxLen = st.lengths.max() ?? 0
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, 2 * maxLen * maxLen))
+        defer { scratch.deallocate() }
+        let reuse = recomputeLayers ? LayerActs(T: T, c: c) : nil
+        let dh = Tensor(shape: [T, I], zeroed: false), dgate = Tensor(shape: [T, I], zeroed: false)
+        let dxn = Tensor(shape: [T, H], zeroed: false), datt = Tensor(shape: [T, c.qDim], zeroed: false)
+        let dq = Tensor(shape: [T, c.qDim], zeroed: false)
+        let dk = Tensor(shape: [T, c.kvDim]), dv = Tensor(shape: [T, c.kvDim])
+        for l in stride(from: c.numHiddenLayers - 1, through: 0, by: -1) {
+            let x = st.layerInputs[l]
+            let a: LayerActs
+            if let reuse {
+                let tmpOut = st.layerInputs[l + 1]   // recompute writes the identical values back
+                layerForward(l, x: x, out: tmpOut, acts: reuse, st: st, scratch: scratch)
+                a = reuse
+            } else { a = st.layerActs[l] }
+            let lw = weights.layers[l], lg = g.layers[l]
+            let ablated = st.ablation?.perLayer[l] ?? []
+            // MLP: out = x2 + h·Wdᵀ
+            TrainOps.linearBackward(dx: dh.pointer, accumulateDx: false, dw: lg.downProj.pointer, db: nil, dy: dres.pointer,
+                                    x: a.h.pointer, w: lw.downProj.pointer, rows: T, inDim: I, outDim: H)
+            TrainOps.swigluBackward(dgate: dgate.pointer, dup: dh.pointer, dh: dh.pointer, gate: a.gate.pointer, up: a.up.pointer,
+                                    rows: T, dim: I, ablated: ablated)
+            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: false, dw: lg.gateProj.pointer, db: nil, dy: dgate.pointer,
+                                    x: a.xn2.pointer, w: lw.gateProj.pointer, rows: T, inDim: H, outDim: I)
+            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg.upProj.pointer, db: nil, dy: dh.pointer,
+                                    x: a.xn2.pointer, w: lw.upProj.pointer, rows: T, inDim: H, outDim: I)
+            TrainOps.rmsnormBackward(dx: dres.pointer, dw: lg.postAttentionNorm.pointer, dout: dxn.pointer, x: a.x2.pointer,
+                                     w: lw.postAttentionNorm.pointer, rstd: a.rstd2.pointer, rows: T, dim: H)
+            // Attention: x2 = x + att·Woᵀ
+            TrainOps.linearBackward(dx: datt.pointer, accumulateDx: false, dw: lg.oProj.pointer, db: nil, dy: dres.pointer,
+                                    x: a.att.pointer, w: lw.oProj.pointer, rows: T, inDim: c.qDim, outDim: H)
+            dk.zero(); dv.zero()
+            TrainAttention.backward(dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: datt.pointer, q: a.q.pointer,
+                                    k: a.k.pointer, v: a.v.pointer, lse: a.lse.pointer, offsets: st.offsets,
+                                    lengths: st.lengths, layout: layout, scratch: scratch)
+            ropeCos.withUnsafeBufferPointer { cs in
+                ropeSin.withUnsafeBufferPointer { sn in
+                    TrainOps.ropeBackward(dq.pointer, positions: st.positions, heads: c.numAttentionHeads, headDim: c.headDim,
+                                          cos: cs.baseAddress!, sin: sn.baseAddress!)
+                    TrainOps.ropeBackward(dk.pointer, positions: st.positions, heads: c.numKeyValueHeads, headDim: c.headDim,
+                                          cos: cs.baseAddress!, sin: sn.baseAddress!)
+                }
+            }
+            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: false, dw: lg.qProj.pointer, db: lg.qBias?.pointer,
+                                    dy: dq.pointer, x: a.xn1.pointer, w: lw.qProj.pointer, rows: T, inDim: H, outDim: c.qDim)
+            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg.kProj.pointer, db: lg.kBias?.pointer,
+                                    dy: dk.pointer, x: a.xn1.pointer, w: lw.kProj.pointer, rows: T, inDim: H, outDim: c.kvDim)
+            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg.vProj.pointer, db: lg.vBias?.pointer,
+                                    dy: dv.pointer, x: a.xn1.pointer, w: lw.vProj.pointer, rows: T, inDim: H, outDim: c.kvDim)
+            TrainOps.rmsnormBackward(dx: dres.pointer, dw: lg.inputNorm.pointer, dout: dxn.pointer, x: x.pointer,
+                                     w: lw.inputNorm.pointer, rstd: a.rstd1.pointer, rows: T, dim: H)
+        }
+        TrainOps.embeddingBackward(g.embedTokens.pointer, ids: st.ids, dout: dres.pointer, hidden: H)
+    }
+
+    // MARK: RoPE tables
+
+    /// cos/sin [maxLen × headDim/2] in f32 computed like HF (inv_freq in f32, llama3 rescaling in f32,
+    /// angle = f32(pos)·inv_freq rounded to f32, then cos/sin).
+    private func ensureRope(_ maxLen: Int) {
+        if maxLen <= ropeLen { return }
+        let invFreq = Self.ropeInverseFrequencies(config)
+        let half = config.headDim / 2, n = max(maxLen, 1)
+        var cs = [Float](repeating: 0, count: n * half), sn = cs
+        for p in 0..<n {
+            for i in 0..<half {
+                let angle = Float(p) * invFreq[i]
+                cs[p * half + i] = Float(Foundation.cos(Double(angle)))
+                sn[p * half + i] = Float(Foundation.sin(Double(angle)))
+            }
+        }
+        ropeCos = cs; ropeSin = sn; ropeLen = n
+    }
+
+    static func ropeInverseFrequencies(_ c: LlamaConfig) -> [Float] {
+        let d = c.headDim
+        var inv = (0..<(d / 2)).map { i -> Float in
+            let e = Float(2 * i) / Float(d)
+            return 1 / Float(Foundation.pow(Double(Float(c.ropeTheta)), Double(e)))
+        }
+        if let s = c.ropeScaling, s.ropeType == "llama3" {
+            let factor = Float(s.factor), low = Float(s.lowFreqFactor), high = Float(s.highFreqFactor)
+            let old = Float(s.originalMaxPositionEmbeddings)
+            let lowWave = old / low, highWave = old / high
+            inv = inv.map { f in
+                let wavelen = Float(2 * Double.pi) / f
+                var scaled = wavelen > lowWave ? f / factor : f
+                let smooth = (old / wavelen - low) / (high - low)
+                let smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+                if !(wavelen < highWave) && !(wavelen > lowWave) { scaled = smoothed }
+                return scaled
+            }
+        }
+        return inv
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import Tensors
+
+/// Forward and backward of each training op as plain functions over flat row-major buffers.
+/// Shapes are written at the top of each function; T = packed token rows, backward passes
+/// ACCUMULATE (+=) into parameter gradients and, where noted, into input gradients.
+enum TrainOps {
+    // MARK: Embedding
+
+    /// out[T×H] = table[ids[t]]
+    static func embeddingForward(_ out: UnsafeMutablePointer<Float>, ids: [Int32], table: UnsafePointer<Float>, hidden H: Int) {
+        ids.withUnsafeBufferPointer { ids in
+            Parallel.forRanges(ids.count, minChunk: 64) { r in
+                for t in r { (out + t * H).update(from: table + Int(ids[t]) * H, count: H) }
+            }
+        }
+    }
+
+    /// dtable[ids[t]] += dout[t]   (serial: repeated ids would race)
+    static func embeddingBackward(_ dtable: UnsafeMutablePointer<Float>, ids: [Int32], dout: UnsafePointer<Float>, hidden H: Int) {
+        for (t, id) in ids.enumerated() {
+            let d = dtable + Int(id) * H, g = dout + t * H
+            for i in 0..<H { d[i] += g[i] }
+        }
+    }
+
+    // MARK: RMSNorm (HF LlamaRMSNorm: w · x · rsqrt(mean(x²) + eps))
+
+    /// x[T×H], w[H] → out[T×H], rstd[T]
+    static func rmsnormForward(_ out: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
+                               x: UnsafePointer<Float>, w: UnsafePointer<Float>, rows T: Int, dim H: Int, eps: Float) {
+        Parallel.forRanges(T, minChunk: 32) { r in
+            for t in r {
+                let xr = x + t * H, o = out + t * H
+                var ss: Float = 0
+                for i in 0..<H { ss += xr[i] * xr[i] }
+                let s = 1 / (ss / Float(H) + eps).squareRoot()
+                rstd[t] = s
+                for i in 0..<H { o[i] = w[i] * (xr[i] * s) }
+            }
+        }
+    }
+
+    /// dout[T×H] → dx[T×H] (+=), dw[H] (+=). Needs x and rstd from the forward.
+    static func rmsnormBackward(dx: UnsafeMutablePointer<Float>, dw: UnsafeMutablePointer<Float>,
+                                dout: UnsafePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+                                rstd: UnsafePointer<Float>, rows T: Int, dim H: Int) {
+        // dx is row-parallel; dw is reduced per worker chunk then summed, so no two threads write one cell.
+        let workers = max(1, min(Parallel.workers, T / 32))
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: workers * H)
+        partial.initialize(repeating: 0, count: workers * H)
+        defer { partial.deallocate() }
+        let per = (T + workers - 1) / max(1, workers)
+        Parallel.forEach(workers) { c in
+            let lo = c * per, hi = min(T, lo + per)
+            if lo >= hi { return }
+            let pw = partial + c * H
+            for t in lo..<hi {
+                let xr = x + t * H, g = dout + t * H, d = dx + t * H
+                let s = rstd[t]
+                var dot: Float = 0
+                for i in 0..<H {
+                    let xn = xr[i] * s
+                    pw[i] += g[i] * xn
+                    dot += g[i] * w[i] * xn
+                }
+                let m = dot / Float(H)
+                for i in 0..<H { d[i] += s * (g[i] * w[i] - xr[i] * s * m) }
+            }
+        }
+        for c in 0..<workers { for i in 0..<H { dw[i] += partial[c * H + i] } }
+    }
+
+    // MARK: Linear (y = x·Wᵀ + b, W [out×in])
+
+    /// x[T×in] → y[T×out]
+    static func linearForward(_ y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+                              bias: UnsafePointer<Float>?, rows T: Int, inDim: Int, outDim: Int) {
+        BLAS.linear(x, count: T, inFeatures: inDim, weight: w, outFeatures: outDim, into: y)
+        if let bias {
+            Parallel.forRanges(T, minChunk: 64) { r in
+                for t in r { let yr = y + t * outDim; for o in 0..<outDim { yr[o] += bias[o] } }
+            }
+        }
+    }
+
+    /// dy[T×out] → dx[T×in] (+= when accumulateDx, else overwrite), dW[out×in] +=, db[out] +=
+    static func linearBackward(dx: UnsafeMutablePointer<Float>?, accumulateDx: Bool, dw: UnsafeMutablePointer<Float>?,
+                               db: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                               w: UnsafePointer<Float>, rows T: Int, inDim: Int, outDim: Int) {
+        if let dx {
+            BLAS.sgemm(m: T, n: inDim, k: outDim, a: dy, lda: outDim, b: w, ldb: inDim,
+                       beta: accumulateDx ? 1 : 0, c: dx, ldc: inDim)
+        }
+        if let dw {
+            BLAS.sgemm(transA: true, m: outDim, n: inDim, k: T, a: dy, lda: outDim, b: x, ldb: inDim,
+                       beta: 1, c: dw, ldc: inDim)
+        }
+        if let db { for t in 0..<T { let g = dy + t * outDim; for o in 0..<outDim { db[o] += g[o] } } }
+    }
+
+    // MARK: RoPE (HF rotate_half: pairs (i, i+d/2))
+
+    /// x[T×heads·d] rotated in place by cos/sin tables [maxPos × d/2] at positions pos[T].
+    static func ropeForward(_ x: UnsafeMutablePointer<Float>, positions: [Int32], heads: Int, headDim d: Int,
+                            cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+        rope(x, positions: positions, heads: heads, headDim: d, cos: cos, sin: sin, sign: 1)
+    }
+
+    /// Backward of a rotation is the inverse rotation, applied in place to the gradient.
+    static func ropeBackward(_ dx: UnsafeMutablePointer<Float>, positions: [Int32], heads: Int, headDim d: Int,
+                             cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+        rope(dx, positions: positions, heads: heads, headDim: d, cos: cos, sin: sin, sign: -1)
+    }
+
+    private static func rope(_ x: UnsafeMutablePointer<Float>, positions: [Int32], heads: Int, headDim d: Int,
+                             cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, sign: Float) {
+        let half = d / 2, width = heads * d
+        positions.withUnsafeBufferPointer { pos in
+            Parallel.forRanges(pos.count, minChunk: 32) { r in
+                for t in r {
+                    let c = cos + Int(pos[t]) * half, s = sin + Int(pos[t]) * half
+                    for h in 0..<heads {
+                        let v = x + t * width + h * d
+                        for i in 0..<half {
+                            let a = v[i], b = v[i + half], si = sign * s[i]
+                            v[i] = a * c[i] - b * si
+                            v[i + half] = b * c[i] + a * si
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: SwiGLU with neuron ablation
+
+    /// gate[T×I], up[T×I] → h[T×I] = silu(gate)·up, columns in `ablated` forced to 0.
+    static func swigluForward(_ h: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+                              rows T: Int, dim I: Int, ablated: [Int]) {
+        ablated.withUnsafeBufferPointer { ab in
+            Parallel.forRanges(T, minChunk: 16) { r in
+                for t in r {
+                    let g = gate + t * I, u = up + t * I, o = h + t * I
+                    for i in 0..<I { let x = g[i]; o[i] = x / (1 + expf(-x)) * u[i] }
+                    for j in ab { o[j] = 0 }
+                }
+            }
+        }
+    }
+
+    /// dh[T×I] → dgate[T×I], dup[T×I] (overwrite; dup may alias dh). Ablated columns are constants: zero grads.
+    static func swigluBackward(dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, dh: UnsafePointer<Float>,
+                               gate: UnsafePointer<Float>, up: UnsafePointer<Float>, rows T: Int, dim I: Int, ablated: [Int]) {
+        ablated.withUnsafeBufferPointer { ab in
+            Parallel.forRanges(T, minChunk: 16) { r in
+                for t in r {
+                    let g = gate + t * I, u = up + t * I, d = dh + t * I, dg = dgate + t * I, du = dup + t * I
+                    for i in 0..<I {
+                        let x = g[i], sig = 1 / (1 + expf(-x)), silu = x * sig, gi = d[i]
+                        dg[i] = gi * u[i] * sig * (1 + x * (1 - sig))
+                        du[i] = gi * silu
+                    }
+                    for j in ab { dg[j] = 0; du[j] = 0 }
+                }
+            }
+        }
+    }
+}
