@@ -57,7 +57,7 @@ func runReporting(_ body: () throws -> Void) throws {
 }
 
 func classify(_ error: Error) -> (ExitStatus, String) {
-    let text = (error as? CustomStringConvertible)?.description ?? "\(error)"
+    let text = String(describing: error)
     switch error {
     case let e as RuntimeError:
         switch e {
