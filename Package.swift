@@ -9,6 +9,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
@@ -21,7 +22,8 @@ let package = Package(
         .target(name: "SafetyNeurons", dependencies: ["Tensors", "ModelFiles", "Transformer", "Runtime"]),
         .target(name: "Alignment", dependencies: ["Tensors", "Transformer", "Runtime"]),
         .target(name: "Evaluation", dependencies: ["Tensors", "Transformer", "Runtime"]),
-        .target(name: "Pipeline", dependencies: ["Runtime", "SafetyNeurons", "Alignment", "Evaluation"]),
+        .target(name: "Pipeline", dependencies: ["Runtime", "ModelFiles", "Transformer", "SafetyNeurons", "Alignment", "Evaluation",
+                                                .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "safeneuron", dependencies: [
             "Tensors", "ModelFiles", "Tokenization", "Transformer", "Runtime",
             "SafetyNeurons", "Alignment", "Evaluation", "Pipeline",

@@ -1,0 +1,174 @@
+import Foundation
+import Runtime
+import Yams
+
+/// Every setting of `safeneuron run`. Built from `config/run-defaults.yaml`, then a user's YAML file,
+/// then the `full:` block when `--full`, then command-line overrides; each layer replaces keys deeply.
+public struct RunConfig {
+    public var model: String
+    public var output: String
+    public var methods: [String]
+    public var rounds: Int
+    public var seed: UInt64
+    public var identify: Identify
+    public var pairs: Pairs
+    public var train: Train
+    public var eval: Eval
+    /// The merged settings as plain values, recorded in results.json and the report.
+    public var resolved: [String: Any] = [:]
+
+    public struct Identify: Sendable {
+        public var harmful: String?, harmless: String
+        public var tauES: Double, tauSAS: Double, pool: String, maxPrompts: Int, batchSize: Int
+    }
+    public struct Pairs: Sendable {
+        public var harmful: String?, harmless: String
+        public var count: Int, safetyFraction: Double, maxTokens: Int, rejectedPruneK: Int, systemPrompt: String
+    }
+    public struct Train: Sendable {
+        public var beta: Double, loss: String, rpoAlpha: Double, learningRate: Double, weightDecay: Double
+        public var schedule: String, warmupSteps: Int, epochs: Int, batchSize: Int, maxLength: Int
+        public var maxGradNorm: Double, dropoutP: Double, saveEvery: Int
+    }
+    public struct Eval: Sendable {
+        public var dataset: String, maxTokens: Int, batchSize: Int, limit: Int?, topk: [Int]
+        public var fluencyThreshold: Double, capability: Bool
+    }
+
+    public static let knownMethods = ["original", "dpo", "sn-tune", "safeneuron", "safeneuron-freeze", "safeneuron-dropout"]
+
+    public static var defaultsPath: String { DataPaths.root.appendingPathComponent("config/run-defaults.yaml").path }
+
+    /// Loads defaults, overlays `userFile`, the `full:` block and `overrides` (dotted keys → values).
+    public static func load(userFile: String?, full: Bool, overrides: [String: Any]) throws -> RunConfig {
+        var merged = try yamlObject(defaultsPath)
+        let fullBlock = merged.removeValue(forKey: "full") as? [String: Any]
+        if let userFile {
+            var user = try yamlObject(userFile)
+            let userFull = user.removeValue(forKey: "full") as? [String: Any]
+            merged = deepMerge(merged, user)
+            if full { merged = deepMerge(merged, deepMerge(fullBlock ?? [:], userFull ?? [:])) }
+        } else if full, let fullBlock {
+            merged = deepMerge(merged, fullBlock)
+        }
+        for (key, value) in overrides { merged = setDotted(merged, key.split(separator: ".").map(String.init), value) }
+        return try RunConfig(merged, source: userFile ?? defaultsPath)
+    }
+
+    static func yamlObject(_ path: String) throws -> [String: Any] {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw RuntimeError.missingFile(path: path)
+        }
+        let any: Any?
+        do { any = try Yams.load(yaml: text) } catch {
+            throw RuntimeError.badFile(path: path, reason: "invalid YAML: \(error)")
+        }
+        if any == nil { return [:] }
+        guard let dict = any as? [String: Any] else { throw RuntimeError.badFile(path: path, reason: "top level must be a mapping") }
+        return dict
+    }
+
+    static func deepMerge(_ a: [String: Any], _ b: [String: Any]) -> [String: Any] {
+        var out = a
+        for (k, v) in b {
+            if let sub = v as? [String: Any], let base = out[k] as? [String: Any] { out[k] = deepMerge(base, sub) } else { out[k] = v }
+        }
+        return out
+    }
+
+    static func setDotted(_ dict: [String: Any], _ path: [String], _ value: Any) -> [String: Any] {
+        guard let head = path.first else { return dict }
+        var out = dict
+        if path.count == 1 { out[head] = value } else {
+            out[head] = setDotted((dict[head] as? [String: Any]) ?? [:], Array(path.dropFirst()), value)
+        }
+        return out
+    }
+
+    init(_ d: [String: Any], source: String) throws {
+        resolved = d
+        let r = Reader(d, source: source, prefix: "")
+        model = try r.optionalString("model") ?? DataPaths.defaultModel
+        output = try r.string("output")
+        methods = try r.strings("methods")
+        for m in methods where !Self.knownMethods.contains(m) {
+            throw RuntimeError.badFile(path: source, reason: "methods: unknown method '\(m)' (known: \(Self.knownMethods.joined(separator: ", ")))")
+        }
+        rounds = try r.int("rounds", min: 1)
+        seed = UInt64(try r.int("seed", min: 0))
+        let i = try r.sub("identify")
+        identify = Identify(harmful: try i.optionalString("harmful"), harmless: try i.string("harmless"),
+                            tauES: try i.double("tau_es"), tauSAS: try i.double("tau_sas"), pool: try i.string("pool"),
+                            maxPrompts: try i.int("max_prompts", min: 2), batchSize: try i.int("batch_size", min: 1))
+        let p = try r.sub("pairs")
+        pairs = Pairs(harmful: try p.optionalString("harmful"), harmless: try p.string("harmless"),
+                      count: try p.int("count", min: 2), safetyFraction: try p.double("safety_fraction"),
+                      maxTokens: try p.int("max_tokens", min: 1), rejectedPruneK: try p.int("rejected_prune_k", min: 0),
+                      systemPrompt: try p.string("system_prompt"))
+        let t = try r.sub("train")
+        train = Train(beta: try t.double("beta"), loss: try t.string("loss"), rpoAlpha: try t.double("rpo_alpha"),
+                      learningRate: try t.double("learning_rate"), weightDecay: try t.double("weight_decay"),
+                      schedule: try t.string("schedule"), warmupSteps: try t.int("warmup_steps", min: 0),
+                      epochs: try t.int("epochs", min: 1), batchSize: try t.int("batch_size", min: 1),
+                      maxLength: try t.int("max_length", min: 8), maxGradNorm: try t.double("max_grad_norm"),
+                      dropoutP: try t.double("dropout_p"), saveEvery: try t.int("save_every", min: 1))
+        let e = try r.sub("eval")
+        eval = Eval(dataset: try e.string("dataset"), maxTokens: try e.int("max_tokens", min: 1),
+                    batchSize: try e.int("batch_size", min: 1), limit: try e.optionalInt("limit"),
+                    topk: try e.ints("topk"), fluencyThreshold: try e.double("fluency_threshold"),
+                    capability: try e.bool("capability"))
+    }
+}
+
+/// Typed access to a YAML mapping with errors that name the file and the dotted key.
+struct Reader {
+    let d: [String: Any], source: String, prefix: String
+    init(_ d: [String: Any], source: String, prefix: String) { self.d = d; self.source = source; self.prefix = prefix }
+
+    func fail(_ key: String, _ why: String) -> RuntimeError { .badFile(path: source, reason: "\(prefix)\(key): \(why)") }
+    func sub(_ key: String) throws -> Reader {
+        guard let s = d[key] as? [String: Any] else { throw fail(key, "missing or not a mapping") }
+        return Reader(s, source: source, prefix: prefix + key + ".")
+    }
+    func optionalString(_ key: String) throws -> String? {
+        guard let v = d[key], !(v is NSNull) else { return nil }
+        guard let s = v as? String else { throw fail(key, "expected a string") }
+        return s
+    }
+    func string(_ key: String) throws -> String {
+        guard let s = try optionalString(key) else { throw fail(key, "missing") }
+        return s
+    }
+    func strings(_ key: String) throws -> [String] {
+        if let s = d[key] as? String { return s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        guard let a = d[key] as? [Any], let s = a as? [String] else { throw fail(key, "expected a list of strings") }
+        return s
+    }
+    func optionalInt(_ key: String) throws -> Int? {
+        guard let v = d[key], !(v is NSNull) else { return nil }
+        if let i = v as? Int { return i }
+        if let s = v as? String, let i = Int(s) { return i }
+        throw fail(key, "expected an integer")
+    }
+    func int(_ key: String, min: Int) throws -> Int {
+        guard let i = try optionalInt(key) else { throw fail(key, "missing") }
+        guard i >= min else { throw fail(key, "must be ≥ \(min)") }
+        return i
+    }
+    func ints(_ key: String) throws -> [Int] {
+        if let s = d[key] as? String { return try s.split(separator: ",").map { guard let i = Int($0.trimmingCharacters(in: .whitespaces)) else { throw fail(key, "expected integers") }; return i } }
+        guard let a = d[key] as? [Any] else { throw fail(key, "expected a list of integers") }
+        return try a.map { guard let i = $0 as? Int else { throw fail(key, "expected integers") }; return i }
+    }
+    func double(_ key: String) throws -> Double {
+        if let x = d[key] as? Double { return x }
+        if let i = d[key] as? Int { return Double(i) }
+        if let s = d[key] as? String, let x = Double(s) { return x }
+        throw fail(key, "expected a number")
+    }
+    func bool(_ key: String) throws -> Bool {
+        if let b = d[key] as? Bool { return b }
+        if let s = d[key] as? String { if s == "true" { return true }; if s == "false" { return false } }
+        throw fail(key, "expected true or false")
+    }
+}

@@ -1,0 +1,251 @@
+import Evaluation
+import Foundation
+import ModelFiles
+import Runtime
+import SafetyNeurons
+import Transformer
+
+/// `safeneuron run`: identification → on-policy pairs → every method's training (SafeNeuron variants in
+/// rounds) → the white-box pruning attack on every final model → capability → results.json and the report.
+///
+/// Each stage writes into the run folder and is skipped when its outputs exist, so a rerun resumes a
+/// killed run and redoes no finished work (the child commands resume their own partial work too).
+public final class RunPipeline {
+    public let config: RunConfig
+    let dir: String
+    let runner: StageRunner
+
+    public init(config: RunConfig) throws {
+        self.config = config
+        self.dir = config.output
+        self.runner = try StageRunner(runDir: config.output)
+    }
+
+    func path(_ rel: String) -> String { dir + "/" + rel }
+
+    public func run() throws {
+        let started = Date()
+        try saveSettings()
+        let c = config
+        let identifyInputs = try prepareIdentificationPrompts()
+        let maxK = c.eval.topk.max() ?? 0
+
+        // 1. The original model's safety neurons (used for training and as the attack on `original`).
+        try identify(model: c.model, into: path("original"), prompts: identifyInputs, topK: maxK, ablate: nil)
+
+        // 2. On-policy preference pairs.
+        try runner.stage("pairs", outputs: [path("pairs.jsonl")]) {
+            var args = ["pairs", "--model", c.model, "--output", path("pairs.jsonl"), "--count", "\(c.pairs.count)",
+                        "--safety-fraction", "\(c.pairs.safetyFraction)", "--max-tokens", "\(c.pairs.maxTokens)",
+                        "--harmless", c.pairs.harmless, "--seed", "\(c.seed)", "--system-prompt", c.pairs.systemPrompt]
+            if let h = c.pairs.harmful { args += ["--harmful", h] }
+            if c.pairs.rejectedPruneK > 0 {
+                let topFile = try topKFile(from: path("original"), k: c.pairs.rejectedPruneK)
+                args += ["--neurons", topFile, "--neuron-set", "topk"]
+            }
+            try StageRunner.runSelf(args)
+        }
+
+        // 3. Every method's final model.
+        var finals: [String: String] = [:]
+        var rounds: [String: [[String: Any]]] = [:]
+        for method in c.methods {
+            let (model, info) = try train(method: method, identifyInputs: identifyInputs)
+            finals[method] = model
+            rounds[method] = info
+        }
+
+        // 4. The attack matrix and 5. capability, for every method.
+        var results: [String: Any] = [:]
+        for method in c.methods {
+            guard let model = finals[method] else { continue }
+            let attackDir = path("attack/\(method)")
+            if method == "original" {
+                try FileManager.default.createDirectory(atPath: attackDir, withIntermediateDirectories: true)
+                for f in ["neurons.json", "stats.safetensors"] where !FileManager.default.fileExists(atPath: attackDir + "/" + f) {
+                    try FileManager.default.copyItem(atPath: path("original/\(f)"), toPath: attackDir + "/" + f)
+                }
+            } else {
+                try identify(model: model, into: attackDir, prompts: identifyInputs, topK: maxK, ablate: nil)
+            }
+            let cells = try attack(method: method, model: model, attackDir: attackDir)
+            let capability = c.eval.capability ? try self.capability(method: method, model: model) : [:]
+            var entry = cells
+            for (k, v) in capability { entry[k] = v }
+            entry["rounds"] = rounds[method] ?? []
+            entry["model_path"] = model
+            let nf = try NeuronsFile.read(from: URL(fileURLWithPath: attackDir + "/neurons.json"))
+            entry["neurons"] = ["es": nf.counts.es, "sas": nf.counts.sas, "union": nf.counts.union]
+            results[method] = entry
+        }
+
+        let wall = Date().timeIntervalSince(started)
+        try RunReport.write(config: config, runDir: dir, methods: results, stageTimes: runner.stageTimes, wallSeconds: wall)
+        Progress.note("run: results → \(path("results.json")), report → \(path("report.md")), \(path("report.html"))")
+    }
+
+    // MARK: Stages
+
+    func saveSettings() throws {
+        let data = try JSONSerialization.data(withJSONObject: config.resolved, options: [.prettyPrinted, .sortedKeys])
+        try AtomicFile.write(data, to: path("settings.json"))
+    }
+
+    /// Seeded samples of the identification prompts, written once so every model is probed with the same ones.
+    func prepareIdentificationPrompts() throws -> (harmful: String, harmless: String) {
+        let harmfulOut = path("prompts/identify_harmful.jsonl"), harmlessOut = path("prompts/identify_harmless.jsonl")
+        try runner.stage("prompts", outputs: [harmfulOut, harmlessOut]) {
+            let root = DataPaths.root
+            let harmful: [String]
+            if let h = config.identify.harmful { harmful = try loadPrompts(h, root: root).map(\.prompt) } else {
+                harmful = try (BuiltinDataset.harmbench.load(root: root) + BuiltinDataset.donotanswer.load(root: root)).map(\.prompt)
+            }
+            let harmless = try loadPrompts(config.identify.harmless, root: root).map(\.prompt)
+            var rng = SeededGenerator(seed: config.seed, stream: 3)
+            let h = Array(harmful.shuffled(using: &rng).prefix(config.identify.maxPrompts))
+            let s = Array(harmless.shuffled(using: &rng).prefix(config.identify.maxPrompts))
+            try JSONLines.write(h.map { ["prompt": $0] }, to: harmfulOut)
+            try JSONLines.write(s.map { ["prompt": $0] }, to: harmlessOut)
+        }
+        return (harmfulOut, harmlessOut)
+    }
+
+    func identify(model: String, into folder: String, prompts: (harmful: String, harmless: String), topK: Int, ablate: String?) throws {
+        let out = folder + "/neurons.json", stats = folder + "/stats.safetensors"
+        try runner.command("identify \(folder.replacingOccurrences(of: dir + "/", with: ""))", outputs: [out, stats],
+                           ["identify", "--model", model, "--harmful", prompts.harmful, "--harmless", prompts.harmless,
+                            "--output", out, "--stats", stats, "--report", folder + "/report",
+                            "--tau-es", "\(config.identify.tauES)", "--tau-sas", "\(config.identify.tauSAS)",
+                            "--pool", config.identify.pool, "--top-k", "\(topK)", "--batch-size", "\(config.identify.batchSize)"])
+    }
+
+    /// A neurons file whose `topk` set holds the `k` neurons with the largest d (from the saved statistics).
+    func topKFile(from folder: String, k: Int) throws -> String {
+        let out = folder + "/neurons_top\(k).json"
+        if FileManager.default.fileExists(atPath: out) { return out }
+        var file = try NeuronsFile.read(from: URL(fileURLWithPath: folder + "/neurons.json"))
+        let stats = try SafetensorsFile(path: folder + "/stats.safetensors")
+        let d = try stats.floats("d")
+        let I = file.intermediateSize
+        let order = d.indices.filter { d[$0].isFinite }.sorted { d[$0] != d[$1] ? d[$0] > d[$1] : $0 < $1 }
+        let chosen = order.prefix(k).sorted().map { [$0 / I, $0 % I] }
+        file.sets.topk = chosen
+        file.counts.topk = chosen.count
+        file.topK = k
+        try file.write(to: URL(fileURLWithPath: out))
+        return out
+    }
+
+    /// Trains `method` (all rounds) and returns its final model path and per-round neuron counts.
+    func train(method: String, identifyInputs: (harmful: String, harmless: String)) throws -> (String, [[String: Any]]) {
+        let c = config
+        if method == "original" { return (c.model, []) }
+        let base = path("methods/\(method)")
+        func align(model: String, output: String, extra: [String]) throws {
+            try runner.command("align \(method) → \(output.replacingOccurrences(of: dir + "/", with: ""))", outputs: [output + "/model.safetensors"],
+                ["align", "--model", model, "--pairs", path("pairs.jsonl"), "--output", output,
+                 "--beta", "\(c.train.beta)", "--loss", c.train.loss, "--rpo-alpha", "\(c.train.rpoAlpha)",
+                 "--lr", "\(c.train.learningRate)", "--weight-decay", "\(c.train.weightDecay)", "--schedule", c.train.schedule,
+                 "--warmup-steps", "\(c.train.warmupSteps)", "--epochs", "\(c.train.epochs)", "--batch-size", "\(c.train.batchSize)",
+                 "--max-length", "\(c.train.maxLength)", "--max-grad-norm", "\(c.train.maxGradNorm)", "--seed", "\(c.seed)",
+                 "--save-every", "\(c.train.saveEvery)", "--resume"] + extra)
+        }
+        switch method {
+        case "dpo":
+            try align(model: c.model, output: base + "/model", extra: [])
+            return (base + "/model", [])
+        case "sn-tune":
+            try align(model: c.model, output: base + "/model",
+                      extra: ["--neurons", path("original/neurons.json"), "--neuron-set", "union", "--train-only-neurons", "--ablate", "never"])
+            return (base + "/model", [])
+        default:
+            let ablate: String
+            switch method {
+            case "safeneuron": ablate = "always"
+            case "safeneuron-freeze": ablate = "never"
+            default: ablate = "dropout:\(c.train.dropoutP)"
+            }
+            var model = c.model
+            var frozen = path("original/neurons.json")
+            var info: [[String: Any]] = []
+            for r in 1...c.rounds {
+                let roundDir = base + "/round\(r)"
+                if r > 1 {
+                    // Re-identify on the current model and add its neurons to the frozen set.
+                    try identify(model: model, into: roundDir + "/identify", prompts: identifyInputs, topK: 0, ablate: nil)
+                    let merged = roundDir + "/frozen.json"
+                    if !FileManager.default.fileExists(atPath: merged) {
+                        try mergeNeuronFiles(frozen, roundDir + "/identify/neurons.json", into: merged)
+                    }
+                    frozen = merged
+                }
+                try align(model: model, output: roundDir + "/model",
+                          extra: ["--neurons", frozen, "--neuron-set", "union", "--ablate", ablate])
+                let nf = try NeuronsFile.read(from: URL(fileURLWithPath: frozen))
+                info.append(["round": r, "frozen": nf.counts.union, "es": nf.counts.es, "sas": nf.counts.sas])
+                model = roundDir + "/model"
+            }
+            return (model, info)
+        }
+    }
+
+    func mergeNeuronFiles(_ a: String, _ b: String, into out: String) throws {
+        var fa = try NeuronsFile.read(from: URL(fileURLWithPath: a))
+        let fb = try NeuronsFile.read(from: URL(fileURLWithPath: b))
+        func merge(_ x: [[Int]], _ y: [[Int]]) -> [[Int]] {
+            Array(Set((x + y).map { $0[0] * fa.intermediateSize + $0[1] })).sorted().map { [$0 / fa.intermediateSize, $0 % fa.intermediateSize] }
+        }
+        fa.sets.es = merge(fa.sets.es, fb.sets.es)
+        fa.sets.sas = merge(fa.sets.sas, fb.sets.sas)
+        fa.sets.union = merge(fa.sets.union, fb.sets.union)
+        fa.sets.topk = nil; fa.counts.topk = nil; fa.topK = nil
+        fa.counts.es = fa.sets.es.count; fa.counts.sas = fa.sets.sas.count; fa.counts.union = fa.sets.union.count
+        fa.rounds = (fa.rounds ?? 1) + 1
+        try fa.write(to: URL(fileURLWithPath: out))
+    }
+
+    /// StrongREJECT under ORI, ES(SN−), SAS(SN−), FULL(SN−) and the top-k sweep, judged with the refusal
+    /// judge plus the original model's fluency check.
+    func attack(method: String, model: String, attackDir: String) throws -> [String: Any] {
+        let c = config
+        let nf = try NeuronsFile.read(from: URL(fileURLWithPath: attackDir + "/neurons.json"))
+        var cells: [(name: String, prune: [String])] = [("ori", [])]
+        cells.append(("es", nf.counts.es > 0 ? ["--prune", attackDir + "/neurons.json", "--prune-set", "es"] : []))
+        cells.append(("sas", nf.counts.sas > 0 ? ["--prune", attackDir + "/neurons.json", "--prune-set", "sas"] : []))
+        cells.append(("full", nf.counts.union > 0 ? ["--prune", attackDir + "/neurons.json", "--prune-set", "union"] : []))
+        for k in c.eval.topk.sorted() where k > 0 {
+            cells.append(("top\(k)", ["--prune", try topKFile(from: attackDir, k: k), "--prune-set", "topk"]))
+        }
+        var counts: [String: [String: Int]] = [:]
+        var done: [String: [String: Int]] = [:]   // identical prune arguments share one evaluation
+        for cell in cells {
+            let key = cell.prune.joined(separator: " ")
+            if let same = done[key] { counts[cell.name] = same; continue }
+            let out = attackDir + "/eval/\(cell.name)"
+            var args = ["eval", "--model", model, "--output", out, "--suite", "safety", "--dataset", c.eval.dataset,
+                        "--max-tokens", "\(c.eval.maxTokens)", "--batch-size", "\(c.eval.batchSize)",
+                        "--fluency-model", c.model, "--fluency-threshold", "\(c.eval.fluencyThreshold)"] + cell.prune
+            if let l = c.eval.limit { args += ["--limit", "\(l)"] }
+            try runner.command("eval \(method) \(cell.name)", outputs: [out + "/summary.json"], args)
+            let v = try RunReport.verdictCounts(out + "/summary.json")
+            counts[cell.name] = v
+            done[key] = v
+        }
+        var asr: [String: Int] = [:]
+        var cellCounts: [String: Any] = [:]
+        for name in ["ori", "es", "sas", "full"] { asr[name] = counts[name]?["complied"]; cellCounts[name] = counts[name] }
+        var topk: [String: Any] = ["0": counts["ori"] ?? [:]]
+        for k in c.eval.topk where k > 0 { topk["\(k)"] = counts["top\(k)"] ?? [:] }
+        return ["asr": asr, "cells": cellCounts, "topk": topk]
+    }
+
+    func capability(method: String, model: String) throws -> [String: Any] {
+        let out = path("capability/\(method)")
+        try runner.command("capability \(method)", outputs: [out + "/capability/summary.json"],
+                           ["eval", "--model", model, "--output", out + "/capability", "--suite", "capability"])
+        try runner.command("over-refusal \(method)", outputs: [out + "/overrefusal/summary.json"],
+                           ["eval", "--model", model, "--output", out + "/overrefusal", "--suite", "overrefusal",
+                            "--max-tokens", "\(config.eval.maxTokens)", "--batch-size", "\(config.eval.batchSize)"])
+        return try RunReport.capabilityFields(capability: out + "/capability/summary.json", overrefusal: out + "/overrefusal/summary.json")
+    }
+}
