@@ -52,7 +52,19 @@ public struct RunConfig {
             merged = deepMerge(merged, fullBlock)
         }
         for (key, value) in overrides { merged = setDotted(merged, key.split(separator: ".").map(String.init), value) }
-        return try RunConfig(merged, source: userFile ?? defaultsPath)
+        var config = try RunConfig(merged, source: userFile ?? defaultsPath)
+        config.identify.harmful = config.identify.harmful.map(resolveDataPath)
+        config.identify.harmless = resolveDataPath(config.identify.harmless)
+        config.pairs.harmful = config.pairs.harmful.map(resolveDataPath)
+        config.pairs.harmless = resolveDataPath(config.pairs.harmless)
+        return config
+    }
+
+    /// Relative prompt paths that do not exist here are taken relative to the checkout (e.g. `data/...`).
+    static func resolveDataPath(_ p: String) -> String {
+        if p.hasPrefix("/") || FileManager.default.fileExists(atPath: p) { return p }
+        let underRoot = DataPaths.root.appendingPathComponent(p).path
+        return FileManager.default.fileExists(atPath: underRoot) ? underRoot : p
     }
 
     static func yamlObject(_ path: String) throws -> [String: Any] {
