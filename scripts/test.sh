@@ -5,4 +5,18 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 SKIP_BUILD=1 scripts/setup.sh
-swift test -c release -Xswiftc -enable-testing "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+# All tests are XCTest; swift-testing would only add a confusing "0 tests" line.
+swift test -c release -Xswiftc -enable-testing --disable-swift-testing "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+summary=$(grep -E "Executed [0-9]+ tests?, with" "$log" | tail -n 1)
+if [ -n "$summary" ]; then
+  total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
+  failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
+  skipped=$(echo "$summary" | sed -nE 's/.*with ([0-9]+) tests? skipped.*/\1/p')
+  echo "tests: $((total - failed - ${skipped:-0})) passed, $failed failed, ${skipped:-0} skipped"
+fi
+exit "$status"
