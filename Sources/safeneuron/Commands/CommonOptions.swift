@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Evaluation
 import Runtime
 import SafetyNeurons
 import Transformer
@@ -77,4 +78,18 @@ func printJSON(_ object: Any) throws {
     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
     FileHandle.standardOutput.write(data)
     FileHandle.standardOutput.write(Data("\n".utf8))
+}
+
+/// Harmful prompts for identification and pairs: a file or dataset name, or by default HarmBench's standard
+/// behaviours plus Do-Not-Answer. StrongREJECT stays held out for evaluation.
+func harmfulPrompts(_ nameOrPath: String?) throws -> [String] {
+    let root = DataPaths.root
+    if let nameOrPath { return try loadPrompts(nameOrPath, root: root).map(\.prompt) }
+    return try (BuiltinDataset.harmbench.load(root: root) + BuiltinDataset.donotanswer.load(root: root)).map(\.prompt)
+}
+
+/// Harmless prompts: a file or dataset name, or by default our data/harmless_identify.txt.
+func harmlessPrompts(_ nameOrPath: String?) throws -> [String] {
+    let path = nameOrPath ?? DataPaths.projectData.appendingPathComponent("harmless_identify.txt").path
+    return try loadPrompts(path, root: DataPaths.root).map(\.prompt)
 }

@@ -38,13 +38,8 @@ struct IdentifyCommand: ParsableCommand {
     func run() throws {
         try runReporting {
             let m = try model.load()
-            let root = DataPaths.root
-            let harmfulPrompts: [String]
-            if let harmful { harmfulPrompts = try loadPrompts(harmful, root: root).map(\.prompt) } else {
-                harmfulPrompts = try (BuiltinDataset.harmbench.load(root: root) + BuiltinDataset.donotanswer.load(root: root)).map(\.prompt)
-            }
-            let harmlessPath = harmless ?? DataPaths.projectData.appendingPathComponent("harmless_identify.txt").path
-            let harmlessPrompts = try loadPrompts(harmlessPath, root: root).map(\.prompt)
+            let harmfulPrompts = try harmfulPrompts(harmful)
+            let harmlessPrompts = try harmlessPrompts(harmless)
             var settings = IdentificationSettings()
             settings.pooling = ActivationPooling(rawValue: pool) ?? .mean
             settings.tauES = tauEs; settings.tauSAS = tauSas; settings.topK = topK; settings.batchSize = batchSize

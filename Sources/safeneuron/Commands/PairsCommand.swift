@@ -38,13 +38,8 @@ struct PairsCommand: ParsableCommand {
     func run() throws {
         try runReporting {
             let m = try model.load()
-            let root = DataPaths.root
-            let harmfulPrompts: [String]
-            if let harmful { harmfulPrompts = try loadPrompts(harmful, root: root).map(\.prompt) } else {
-                harmfulPrompts = try (BuiltinDataset.harmbench.load(root: root) + BuiltinDataset.donotanswer.load(root: root)).map(\.prompt)
-            }
-            let harmlessPrompts = try loadPrompts(harmless ?? DataPaths.projectData.appendingPathComponent("harmless_identify.txt").path,
-                                                  root: root).map(\.prompt)
+            let harmfulPrompts = try harmfulPrompts(harmful)
+            let harmlessPrompts = try harmlessPrompts(harmless)
             let ablation = try neurons.map { try loadNeuronSet($0, set: neuronSet, config: m.config) }
             var s = PairSettings()
             s.count = count; s.safetyFraction = safetyFraction; s.maxTokens = maxTokens
