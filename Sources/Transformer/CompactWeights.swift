@@ -10,10 +10,11 @@ public enum DecodeWeights: String, Sendable, CaseIterable {
     /// the rounding of each weight to 1/254 of its row's range.
     case int8
 
-    /// The default: int8, unless the environment says `SAFENEURON_DECODE_WEIGHTS=f32`.
+    /// The default: f32, unless the environment says `SAFENEURON_DECODE_WEIGHTS=int8`. int8 is opt-in
+    /// because per-row int8 flips greedy tokens at near-ties on the tiny random fixture models.
     public static var environmentDefault: DecodeWeights {
         if let v = getenvString("SAFENEURON_DECODE_WEIGHTS"), let d = DecodeWeights(rawValue: v.lowercased()) { return d }
-        return .int8
+        return .f32
     }
 }
 
