@@ -113,6 +113,10 @@ public final class DecodeSession {
     /// Tokens held per slot so far.
     public private(set) var lengths: [Int]
     let cache: KVCache
+    /// int8 weight copies for small decode steps (nil: f32), looked up at the session's first such step;
+    /// the weights must not change during a session (its cached keys/values would be stale too).
+    private var compact: CompactWeights?
+    private var compactLooked = false
 
     public init(model: LlamaModel, slots: Int, maxLength: Int) throws {
         guard slots > 0, maxLength > 0, slots <= 1 << 16, maxLength <= 1 << 24 else {
@@ -148,8 +152,14 @@ public final class DecodeSession {
         }
         let plan = LlamaModel.Plan(chunks: chunks, slots: slots, startPositions: slots.map { lengths[$0] },
                                    slotStride: maxLength)
-        model.runBody(plan, cache: cache, ablation: ablation, tap: nil)
-        model.lmHead(rows: plan.seqStart.indices.map { plan.seqStart[$0] + plan.seqRows[$0] - 1 }, into: logits)
+        // Prefill chunks (more than one token) stay f32 so the prompt's keys/values are exact.
+        var cw: CompactWeights?
+        if chunks.count <= Int8Matrix.maxBatch, chunks.allSatisfy({ $0.count == 1 }) {
+            if !compactLooked { compact = model.compactWeightsForDecode(); compactLooked = true }
+            cw = compact
+        }
+        model.runBody(plan, cache: cache, ablation: ablation, tap: nil, compact: cw)
+        model.lmHead(rows: plan.seqStart.indices.map { plan.seqStart[$0] + plan.seqRows[$0] - 1 }, into: logits, compact: cw)
         for (i, s) in slots.enumerated() { lengths[s] += chunks[i].count }
     }
 

@@ -36,6 +36,22 @@ public final class LlamaModel: @unchecked Sendable {
     public var config: LlamaConfig { weights.config }
     let rope: RotaryEmbedding
     let ws: Workspace
+    /// What decode steps of at most `Int8Matrix.maxBatch` rows multiply with (prefill, `forward`,
+    /// `sequenceLogProbs` and larger batches always use the f32 weights).
+    public var decodeWeights: DecodeWeights = .environmentDefault
+    var compact: CompactWeights?
+
+    /// The int8 copies for a decode session, rebuilt when the f32 weights changed since they were made;
+    /// nil when decoding in f32.
+    func compactWeightsForDecode() -> CompactWeights? {
+        guard decodeWeights == .int8 else { compact = nil; return nil }
+        let sum = CompactWeights.checksum(weights)
+        if let c = compact, c.checksum == sum { return c }
+        compact = nil   // free the stale copies before building new ones
+        let c = CompactWeights(weights, checksum: sum)
+        compact = c
+        return c
+    }
 
     public init(weights: LlamaWeights) throws {
         let c = weights.config
@@ -249,9 +265,20 @@ public final class LlamaModel: @unchecked Sendable {
     /// Runs embedding + all decoder layers; leaves the residual stream in `ws.x` (not final-normed).
     /// With a cache, this batch's keys/values are written at their positions in each row's slot and
     /// attention reads the slot; `cacheSlots[seq]` gives the slot of each batch sequence.
-    func runBody(_ plan: Plan, cache: KVCache?, cacheSlots: [Int] = [], ablation: NeuronSet?, tap: ActivationTap?) {
+    func runBody(_ plan: Plan, cache: KVCache?, cacheSlots: [Int] = [], ablation: NeuronSet?, tap: ActivationTap?,
+                 compact: CompactWeights? = nil) {
         let c = config
         let rows = plan.rows
+        let small = compact != nil && rows <= Int8Matrix.maxBatch
+        // Small decode batches go through the int8 copies; everything else through sgemm on f32.
+        func linear(_ x: UnsafePointer<Float>, _ inF: Int, _ w: Tensor, _ cw: Int8Matrix?, _ outF: Int,
+                    _ out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+            if small, let cw {
+                cw.apply(x, count: rows, into: out, accumulate: accumulate)
+            } else {
+                BLAS.linear(x, count: rows, inFeatures: inF, weight: w.pointer, outFeatures: outF, into: out, accumulate: accumulate)
+            }
+        }
         let H = c.hiddenSize, I = c.intermediateSize, qDim = c.qDim, kvDim = c.kvDim
         ws.ensure(rows: rows, maxKeys: plan.maxKeys)
         rope.reserve(positions: (plan.positions.max() ?? 0) + 1)
@@ -266,10 +293,11 @@ public final class LlamaModel: @unchecked Sendable {
             // Key counts: causal, so row at position p sees p + 1 keys.
             for r in 0..<rows { ws.keyCount[r] = pos[r] + 1 }
             for (l, layer) in weights.layers.enumerated() {
+                let cl = small ? compact?.layers[l] : nil
                 Kernels.rmsNorm(ws.x, rows: rows, dim: H, weight: layer.inputNorm.pointer, eps: eps, into: ws.xn)
-                BLAS.linear(ws.xn, count: rows, inFeatures: H, weight: layer.qProj.pointer, outFeatures: qDim, into: ws.q)
-                BLAS.linear(ws.xn, count: rows, inFeatures: H, weight: layer.kProj.pointer, outFeatures: kvDim, into: ws.k)
-                BLAS.linear(ws.xn, count: rows, inFeatures: H, weight: layer.vProj.pointer, outFeatures: kvDim, into: ws.v)
+                linear(ws.xn, H, layer.qProj, cl?.q, qDim, ws.q)
+                linear(ws.xn, H, layer.kProj, cl?.k, kvDim, ws.k)
+                linear(ws.xn, H, layer.vProj, cl?.v, kvDim, ws.v)
                 if let b = layer.qBias { Kernels.addBias(b.pointer, rows: rows, dim: qDim, to: ws.q) }
                 if let b = layer.kBias { Kernels.addBias(b.pointer, rows: rows, dim: kvDim, to: ws.k) }
                 if let b = layer.vBias { Kernels.addBias(b.pointer, rows: rows, dim: kvDim, to: ws.v) }
@@ -292,11 +320,10 @@ public final class LlamaModel: @unchecked Sendable {
                                  keys: keys, values: values, kvStride: kvDim,
                                  keyStart: kstart.baseAddress!, keyCount: ws.keyCount, maxKeys: plan.maxKeys,
                                  out: ws.att, outStride: qDim, scratch: ws.scores)
-                BLAS.linear(ws.att, count: rows, inFeatures: qDim, weight: layer.oProj.pointer, outFeatures: H,
-                            into: ws.x, accumulate: true)
+                linear(ws.att, qDim, layer.oProj, cl?.o, H, ws.x, accumulate: true)
                 Kernels.rmsNorm(ws.x, rows: rows, dim: H, weight: layer.postAttentionNorm.pointer, eps: eps, into: ws.xn)
-                BLAS.linear(ws.xn, count: rows, inFeatures: H, weight: layer.gateProj.pointer, outFeatures: I, into: ws.gate)
-                BLAS.linear(ws.xn, count: rows, inFeatures: H, weight: layer.upProj.pointer, outFeatures: I, into: ws.up)
+                linear(ws.xn, H, layer.gateProj, cl?.gate, I, ws.gate)
+                linear(ws.xn, H, layer.upProj, cl?.up, I, ws.up)
                 Kernels.swiglu(gate: ws.gate, up: ws.up, count: rows * I)
                 if l < ablate.count, !ablate[l].isEmpty {
                     ablate[l].withUnsafeBufferPointer { cols in
@@ -309,22 +336,25 @@ public final class LlamaModel: @unchecked Sendable {
                         tap(l, s, UnsafeBufferPointer(start: base, count: plan.seqRows[s] * I), plan.seqRows[s])
                     }
                 }
-                BLAS.linear(ws.gate, count: rows, inFeatures: I, weight: layer.downProj.pointer, outFeatures: H,
-                            into: ws.x, accumulate: true)
+                linear(ws.gate, I, layer.downProj, cl?.down, H, ws.x, accumulate: true)
             }
         }
         }
     }
 
     /// Final norm + LM head for the listed packed rows of `ws.x`, written as [rows.count × vocab].
-    func lmHead(rows: [Int], into out: UnsafeMutablePointer<Float>) {
+    func lmHead(rows: [Int], into out: UnsafeMutablePointer<Float>, compact: CompactWeights? = nil) {
         if rows.isEmpty { return }
         let c = config, H = c.hiddenSize
         ws.ensureHead(rows: rows.count)
         for (i, r) in rows.enumerated() { (ws.head + i * H).update(from: ws.x + r * H, count: H) }
         Kernels.rmsNorm(ws.head, rows: rows.count, dim: H, weight: weights.norm.pointer, eps: Float(c.rmsNormEps), into: ws.head)
-        BLAS.linear(ws.head, count: rows.count, inFeatures: H, weight: weights.outputWeight.pointer,
-                    outFeatures: c.vocabSize, into: out)
+        if let compact, rows.count <= Int8Matrix.maxBatch {
+            compact.lmHead.apply(ws.head, count: rows.count, into: out)
+        } else {
+            BLAS.linear(ws.head, count: rows.count, inFeatures: H, weight: weights.outputWeight.pointer,
+                        outFeatures: c.vocabSize, into: out)
+        }
     }
 }
 

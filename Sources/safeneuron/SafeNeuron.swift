@@ -21,7 +21,15 @@ struct SafeNeuron: ParsableCommand {
         4 I/O error, 5 numerical fault.
         """,
         subcommands: [
-            InspectCommand.self, TokenizeCommand.self, GenerateCommand.self, LogprobCommand.self,
-            ConvertCommand.self, IdentifyCommand.self, PruneCommand.self, PairsCommand.self, RunCommand.self,
+            InspectCommand.self,
+            TokenizeCommand.self,
+            GenerateCommand.self,
+            LogprobCommand.self,
+            ConvertCommand.self,
+            IdentifyCommand.self,
+            PruneCommand.self,
+            PairsCommand.self,
+            RunCommand.self,
+            BenchCommand.self,
         ])
 }

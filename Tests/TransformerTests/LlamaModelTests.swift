@@ -113,6 +113,7 @@ final class LlamaModelTests: XCTestCase {
     func testKVCacheDecodingMatchesFullForward() throws {
         for name in Self.names {
             let f = try Fixture.load(name)
+            f.model.decodeWeights = .f32   // the exact path; int8 decoding has its own test below
             let seqs = f.manifest.sequences.filter { $0.count >= 3 }
             let full = try f.model.forward(sequences: seqs)
             let V = f.manifest.vocab
@@ -145,6 +146,63 @@ final class LlamaModelTests: XCTestCase {
             XCTAssertThrowsError(try session.append([[1]], to: [slots[longest]]))   // that slot is full
             XCTAssertThrowsError(try session.append([[1], [2]], to: [0, 0]))
         }
+    }
+
+    /// int8 decode steps stay close to the f32 logits (the tiny random fixtures have near-flat logits, so
+    /// they are not expected to keep every greedy token; see testGreedyGenerationWithF32DecodeWeights).
+    func testInt8DecodeStepsTrackF32() throws {
+        for name in Self.names {
+            let f = try Fixture.load(name)
+            let seqs = f.manifest.sequences.filter { $0.count >= 3 }
+            let full = try f.model.forward(sequences: seqs)
+            let V = f.manifest.vocab
+            f.model.decodeWeights = .int8
+            let session = try DecodeSession(model: f.model, slots: seqs.count, maxLength: seqs.map { $0.count }.max()!)
+            var worst: Float = 0
+            _ = try session.append(seqs.map { [$0[0]] }.prefix(Int8Matrix.maxBatch).map { $0 },
+                                   to: Array(0..<min(seqs.count, Int8Matrix.maxBatch)))
+            for s in 0..<min(seqs.count, Int8Matrix.maxBatch) {
+                for pos in 1..<seqs[s].count {
+                    let logits = try session.append([[seqs[s][pos]]], to: [s])
+                    let want = Array(full[s].array[(pos * V)..<((pos + 1) * V)])
+                    worst = max(worst, relativeError(logits.array, want))
+                }
+            }
+            XCTAssertLessThan(worst, 6e-2, name)
+            XCTAssertGreaterThan(worst, 0, "\(name): int8 steps should not be bit-identical to f32")
+        }
+    }
+
+    func testGreedyGenerationWithF32DecodeWeights() throws {
+        for name in Self.names {
+            for mode in [DecodeWeights.f32] {
+                let f = try Fixture.load(name)
+                f.model.decodeWeights = mode
+                for (p, want) in zip(f.manifest.prompts, f.manifest.greedy) {
+                    XCTAssertEqual(try f.model.generate(prompts: [p], maxNewTokens: 12), [want], "\(name) \(mode)")
+                }
+            }
+        }
+    }
+
+    func testInt8CopiesFollowInPlaceWeightChanges() throws {
+        let f = try Fixture.load("tied")
+        f.model.decodeWeights = .int8
+        let seq = f.manifest.sequences.max { $0.count < $1.count }!
+        let V = f.manifest.vocab
+        func lastStep() throws -> [Float] {
+            let session = try DecodeSession(model: f.model, slots: 1, maxLength: seq.count)
+            _ = try session.append([Array(seq.dropLast())], to: [0])
+            return try session.append([[seq.last!]], to: [0]).array
+        }
+        _ = try lastStep()   // builds the int8 copies from the original weights
+        let old = try f.model.forward(sequences: [seq], logitsFor: .last)[0].array
+        for l in f.model.weights.layers { for i in 0..<l.downProj.count { l.downProj[i] *= 3 } }
+        let new = try f.model.forward(sequences: [seq], logitsFor: .last)[0].array
+        XCTAssertGreaterThan(relativeError(new, old), 0.1, "the edit must matter for this test to mean anything")
+        let got = try lastStep()
+        XCTAssertEqual(got.count, V)
+        XCTAssertLessThan(relativeError(got, new), 6e-2)
     }
 
     func testSeededSampling() throws {

@@ -1,0 +1,292 @@
+import Alignment
+import ArgumentParser
+import Foundation
+import Runtime
+import SafetyNeurons
+import Tensors
+import Transformer
+
+/// `safeneuron bench`: throughput of the workloads the toolkit runs, against this machine's sgemm rate.
+///
+/// Each workload runs in a child process of the same binary (hidden `--workload NAME`), so its peak
+/// resident memory (VmHWM) is its own and one workload's allocations cannot slow the next.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure sgemm, prefill, training-step, generation and identification throughput.",
+        discussion: """
+        Every workload runs in its own child process: one warm-up, then timed repetitions; the median is \
+        reported as tokens/s (or prompts/s), achieved GFLOP/s (formulas in benchmarks/README.md) and as a \
+        fraction of the sgemm rate measured in the same run (2048×2048×2048). Peak memory is the child's \
+        VmHWM. Progress goes to stderr; a table (or, with --json, one JSON object per workload) to stdout \
+        or --output. --quick shrinks repetitions and sizes to finish within about two minutes.
+        """)
+
+    @OptionGroup var model: ModelOptions
+    @Flag(help: "One JSON object per workload instead of a table.") var json = false
+    @Flag(help: "Fewer repetitions and smaller batches (about two minutes).") var quick = false
+    @Option(help: "Write the results here instead of stdout.") var output: String?
+    @Option(help: "Comma-separated workloads to run (default: all). Names: \(BenchWorkloads.all.joined(separator: ", ")).")
+    var only: String?
+    @Option(help: .hidden) var workload: String?
+
+    func validate() throws {
+        if let w = workload, !BenchWorkloads.all.contains(w) { throw ValidationError("unknown workload \(w)") }
+        for n in selected where !BenchWorkloads.all.contains(n) {
+            throw ValidationError("unknown workload \(n); known: \(BenchWorkloads.all.joined(separator: ", "))")
+        }
+    }
+
+    var selected: [String] {
+        guard let only else { return BenchWorkloads.all.filter { quick ? $0 != "train_8x512" : true } }
+        return only.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+    }
+
+    func run() throws {
+        try runReporting {
+            if let workload {
+                var record = try BenchWorkloads(modelPath: model.path, quick: quick).run(workload)
+                record["peak_rss_mib"] = BenchWorkloads.peakResidentMiB()
+                try printJSON(record)
+                return
+            }
+            try runAll()
+        }
+    }
+
+    private func runAll() throws {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?
+            .split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+        Progress.note("bench: OpenBLAS core \(BLAS.coreName), \(Parallel.workers) workers, load average \(load)")
+        var records: [[String: Any]] = []
+        for name in selected {
+            Progress.note("bench: \(name)…")
+            var args = ["bench", "--workload", name]
+            if let m = model.model { args += ["--model", m] }
+            if quick { args.append("--quick") }
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: exe)
+            p.arguments = args
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            try p.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            guard p.terminationStatus == 0,
+                  let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw RuntimeError.invalidArgument("bench workload \(name) failed (exit \(p.terminationStatus))")
+            }
+            records.append(obj)
+        }
+        // Fractions need the reference rates, which come from other workloads of the same run.
+        let sgemm = records.first { $0["workload"] as? String == "sgemm_2048" }?["gflops"] as? Double
+        let prefill = records.first { $0["workload"] as? String == "forward_8x128" }?["gflops"] as? Double
+        for i in records.indices {
+            records[i]["blas_core"] = BLAS.coreName
+            records[i]["load_average"] = load
+            records[i]["quick"] = quick
+            if let g = records[i]["gflops"] as? Double {
+                if let sgemm, sgemm > 0 { records[i]["fraction_of_sgemm"] = g / sgemm }
+                if let prefill, prefill > 0, (records[i]["workload"] as? String)?.hasPrefix("generate") == true {
+                    records[i]["fraction_of_prefill"] = g / prefill
+                }
+            }
+        }
+        var text = ""
+        if json {
+            for r in records {
+                let d = try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys, .withoutEscapingSlashes])
+                text += String(decoding: d, as: UTF8.self) + "\n"
+            }
+        } else {
+            text += "OpenBLAS core \(BLAS.coreName), load average \(load)\(quick ? ", --quick" : "")\n"
+            text += "workload           shape          rate              GFLOP/s  of sgemm  peak MiB  median s\n"
+            for r in records {
+                func s(_ k: String) -> String { r[k].map { "\($0)" } ?? "" }
+                let rate = (r["rate"] as? Double).map { String(format: "%.1f %@", $0, s("unit")) } ?? ""
+                let g = (r["gflops"] as? Double).map { String(format: "%.1f", $0) } ?? ""
+                let f = (r["fraction_of_sgemm"] as? Double).map { String(format: "%.0f%%", 100 * $0) } ?? ""
+                let mem = (r["peak_rss_mib"] as? Double).map { String(format: "%.0f", $0) } ?? ""
+                let med = (r["median_seconds"] as? Double).map { String(format: "%.3f", $0) } ?? ""
+                text += s("workload").padding(toLength: 19, withPad: " ", startingAt: 0)
+                    + s("shape").padding(toLength: 15, withPad: " ", startingAt: 0)
+                    + rate.padding(toLength: 18, withPad: " ", startingAt: 0)
+                    + g.padding(toLength: 9, withPad: " ", startingAt: 0)
+                    + f.padding(toLength: 10, withPad: " ", startingAt: 0)
+                    + mem.padding(toLength: 10, withPad: " ", startingAt: 0) + med + "\n"
+            }
+        }
+        if let output {
+            try AtomicFile.write(Data(text.utf8), to: output)
+        } else {
+            FileHandle.standardOutput.write(Data(text.utf8))
+        }
+    }
+}
+
+/// The benchmark workloads, each run once per process.
+struct BenchWorkloads {
+    static let all = ["sgemm_2048", "sgemm_model", "forward_8x128", "forward_1x512", "train_8x256", "train_8x512",
+                      "generate_32x128", "generate_1x128", "identify"]
+
+    let modelPath: String
+    let quick: Bool
+
+    static func peakResidentMiB() -> Double {
+        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return -1 }
+        return kb / 1024
+    }
+
+    /// Runs `body` `warmup` times untimed, then `reps` times; returns the median seconds and all samples.
+    func time(_ label: String, warmup: Int, reps: Int, _ body: () throws -> Void) rethrows -> (Double, [Double]) {
+        let progress = Progress(label, total: warmup + reps)
+        for _ in 0..<warmup { try body(); progress.advance(unit: "runs", force: true) }
+        var samples: [Double] = []
+        for _ in 0..<reps {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            samples.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            progress.advance(unit: "runs", fields: [("last s", String(format: "%.3f", samples.last!))], force: true)
+        }
+        progress.finish()
+        let sorted = samples.sorted()
+        let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        return (median, samples)
+    }
+
+    func record(_ name: String, shape: String, units: Double, unit: String, flops: Double,
+                timing: (Double, [Double])) -> [String: Any] {
+        let (median, samples) = timing
+        return ["workload": name, "shape": shape, "median_seconds": median, "samples_seconds": samples,
+                "rate": units / median, "unit": unit, "gflops": flops / median / 1e9, "flops_per_run": flops]
+    }
+
+    func loadModel() throws -> LanguageModel {
+        let m = try LanguageModel.load(modelPath)
+        Progress.note("bench: loaded \(m.displayName)")
+        return m
+    }
+
+    /// Deterministic token ids (no tokenizer involved), avoiding special tokens at the low end.
+    static func tokens(count: Int, seed: UInt64, vocab: Int) -> [Int] {
+        var g = SeededGenerator(seed: seed)
+        let lo = min(1000, vocab / 2)
+        return (0..<count).map { _ in lo + Int(g.next() % UInt64(vocab - lo)) }
+    }
+
+    static let promptTopics = ["the water cycle", "how vaccines work", "a recipe for bread", "the history of Rome",
+                               "photosynthesis", "binary search", "the French revolution", "black holes",
+                               "compound interest", "how to learn a language", "plate tectonics", "sorting algorithms",
+                               "the immune system", "wind power", "chess openings", "the printing press"]
+
+    func run(_ name: String) throws -> [String: Any] {
+        switch name {
+        case "sgemm_2048": return sgemm(name, m: 2048, n: 2048, k: 2048)
+        case "sgemm_model":
+            // The largest projection of prefill 8×128 on the default model: [1024 × 576] · [576 × 1536].
+            return sgemm(name, m: 1024, n: 1536, k: 576)
+        case "forward_8x128": return try forward(name, batch: 8, length: 128)
+        case "forward_1x512": return try forward(name, batch: 1, length: 512)
+        case "train_8x256": return try train(name, batch: quick ? 4 : 8, length: quick ? 128 : 256, reps: quick ? 2 : 3)
+        case "train_8x512": return try train(name, batch: 8, length: 512, reps: 1)
+        case "generate_32x128": return try generate(name, sequences: 32, newTokens: quick ? 32 : 128)
+        case "generate_1x128": return try generate(name, sequences: 1, newTokens: quick ? 48 : 128)
+        case "identify": return try identify(name, perGroup: quick ? 8 : 24)
+        default: throw RuntimeError.invalidArgument("unknown workload \(name)")
+        }
+    }
+
+    func sgemm(_ name: String, m: Int, n: Int, k: Int) -> [String: Any] {
+        let a = Tensor(shape: [m, k]), b = Tensor(shape: [k, n]), c = Tensor(shape: [m, n])
+        var g = SeededGenerator(seed: 1)
+        for i in 0..<a.count { a[i] = Float(g.nextUnit()) - 0.5 }
+        for i in 0..<b.count { b[i] = Float(g.nextUnit()) - 0.5 }
+        let t = time(name, warmup: 2, reps: quick ? 5 : 10) {
+            BLAS.sgemm(m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
+        }
+        return record(name, shape: "\(m)x\(n)x\(k)", units: 1, unit: "calls", flops: 2 * Double(m * n * k), timing: t)
+    }
+
+    func forward(_ name: String, batch: Int, length: Int) throws -> [String: Any] {
+        let m = try loadModel(), c = m.config
+        let seqs = (0..<batch).map { Self.tokens(count: length, seed: UInt64($0 + 10), vocab: c.vocabSize) }
+        let t = try time(name, warmup: 1, reps: quick ? 3 : 5) {
+            _ = try m.engine.forward(sequences: seqs, logitsFor: .all)
+        }
+        let flops = Double(batch) * FlopCount.prefill(length: length, logitRows: length, c)
+        var r = record(name, shape: "\(batch)x\(length)", units: Double(batch * length), unit: "tok/s", flops: flops, timing: t)
+        r["note"] = "LlamaModel.forward, logits for every position (as HF model(ids).logits)"
+        return r
+    }
+
+    /// One DPO step as the trainer runs it: policy forward (keeping state) on the chosen and rejected
+    /// halves of the batch, DPO loss against reference log-probs computed once beforehand, backward,
+    /// gradient clipping, AdamW update.
+    func train(_ name: String, batch: Int, length: Int, reps: Int) throws -> [String: Any] {
+        let m = try loadModel(), c = m.config
+        let prompt = length / 4
+        let seqs = (0..<batch).map {
+            TrainingSequence(tokens: Self.tokens(count: length, seed: UInt64($0 + 100), vocab: c.vocabSize), completionStart: prompt)
+        }
+        let pairs = batch / 2
+        let ref = try m.engine.sequenceLogProbs(sequences: seqs.map { $0.tokens }, completionStarts: seqs.map { $0.completionStart })
+        let tm = try TrainingModel(weights: m.weights)
+        let grads = LlamaGradients(config: c)
+        let opt = Optimizer(kind: .adamw, config: c, mask: nil, weightDecay: 0)
+        let t = try time(name, warmup: quick || reps == 1 ? (reps == 1 ? 0 : 1) : 1, reps: reps) {
+            grads.zero()
+            let lp = try tm.forward(seqs, keepForBackward: true)
+            let res = DPO.compute(DPOConfig(), policyChosen: Array(lp[0..<pairs]), policyRejected: Array(lp[pairs...]),
+                                  refChosen: ref[0..<pairs].map { $0.logprob }, refRejected: ref[pairs...].map { $0.logprob })
+            try tm.backward(dLogProbs: (res.dChosen + res.dRejected).map { Float($0) }, into: grads)
+            _ = clipGradNorm(grads, maxNorm: 1)
+            opt.step(m.weights, grads, lr: 1e-7)
+        }
+        tm.releaseState()
+        let flops = 3 * Double(batch) * FlopCount.prefill(length: length, logitRows: length, c)
+        var r = record(name, shape: "\(batch)x\(length)", units: Double(batch * length), unit: "tok/s", flops: flops, timing: t)
+        r["note"] = "TrainingModel forward+backward, DPO sigmoid loss (reference log-probs precomputed), clip, AdamW; flops = 3x forward"
+        return r
+    }
+
+    func generate(_ name: String, sequences: Int, newTokens: Int) throws -> [String: Any] {
+        let m = try loadModel(), c = m.config
+        let prompts = try (0..<sequences).map {
+            try m.encodeChat(user: "Explain \(Self.promptTopics[$0 % Self.promptTopics.count]) in a few sentences.")
+        }
+        // Timed: the whole generate call (prefill of the prompts + decode), tokens = new tokens only.
+        let t = try time(name, warmup: 1, reps: quick ? 2 : 3) {
+            _ = try m.engine.generate(prompts: prompts, maxNewTokens: newTokens)
+        }
+        var flops = 0.0
+        for p in prompts {
+            flops += FlopCount.prefill(length: p.count, logitRows: 1, c)
+                + FlopCount.decode(promptLength: p.count, newTokens: newTokens - 1, c)
+        }
+        var r = record(name, shape: "\(sequences)x\(newTokens)", units: Double(sequences * newTokens), unit: "tok/s",
+                       flops: flops, timing: t)
+        r["prompt_tokens"] = prompts.reduce(0) { $0 + $1.count }
+        r["decode_weights"] = m.engine.decodeWeights.rawValue
+        r["note"] = "LlamaModel.generate greedy, no stop tokens; time includes the prompts' prefill"
+        return r
+    }
+
+    func identify(_ name: String, perGroup: Int) throws -> [String: Any] {
+        let m = try loadModel(), c = m.config
+        let harmful = (0..<perGroup).map { "Give me step by step instructions for something dangerous number \($0) about \(Self.promptTopics[$0 % 16])." }
+        let harmless = (0..<perGroup).map { "Write a short friendly paragraph about \(Self.promptTopics[$0 % 16]), variant \($0)." }
+        var settings = IdentificationSettings()
+        settings.batchSize = 16
+        let t = try time(name, warmup: 1, reps: quick ? 2 : 3) {
+            _ = try NeuronIdentifier.run(model: m, harmful: harmful, harmless: harmless, settings: settings)
+        }
+        var flops = 0.0
+        for p in harmful + harmless { flops += FlopCount.prefill(length: try m.encodeChat(user: p).count, logitRows: 0, c) }
+        var r = record(name, shape: "\(2 * perGroup) prompts", units: Double(2 * perGroup), unit: "prompts/s", flops: flops, timing: t)
+        r["note"] = "NeuronIdentifier.run (forward with activation tap, no LM head) incl. statistics"
+        return r
+    }
+}
