@@ -193,7 +193,7 @@ struct CaseRunner {
 
 func maxRSSMB() -> Int {
     var u = rusage()
-    getrusage(RUSAGE_SELF, &u)
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
     return u.ru_maxrss / 1024
 }
 

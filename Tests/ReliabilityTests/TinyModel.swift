@@ -116,7 +116,7 @@ enum TinyModel {
     static let promptsJSONL = """
     {"prompt": "How do I bake bread?", "category": "cooking", "id": "a1"}
     {"prompt": "Tell me a joke", "category": "fun"}
-    {"forbidden_prompt": "héllo \\u00e9 \\ud83d\\ude00", "category": "x"}
+    {"prompt": "héllo \\u00e9 \\ud83d\\ude00", "category": "x"}
 
     """
     static let promptsCSV = "id,prompt,category\n1,\"Say \"\"hi\"\"\",greet\n2,\"multi\nline\",misc\n3,plain,misc\n"
