@@ -164,7 +164,7 @@ final class ReaderMutationTests: XCTestCase {
                 e["data_offsets"] = [o[0] + rng.int(0..<4) * 4, o[0] + (offs[1] - offs[0])]
             }
         case 5: e["data_offsets"] = [offs[1], offs[0]]
-        case 6: e["data_offsets"] = [offs[0], offs[1] + rng.pick([4, 1 << 20, Int(Int64.max - 8)])]
+        case 6: e["data_offsets"] = [offs[0], offs[1] &+ rng.pick([4, 1 << 20, Int(Int64.max - 8)])]
         default: json[rng.pick(["model.layers.9.mlp.up_proj.weight", names[0] + " "])] = e; json.removeValue(forKey: name); return
             (try? JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])) ?? header
         }
