@@ -37,6 +37,7 @@ let package = Package(
         .testTarget(name: "SafetyNeuronsTests", dependencies: ["SafetyNeurons"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment"], exclude: ["Fixtures"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"], exclude: ["Fixtures"]),
+        .testTarget(name: "ReliabilityTests", dependencies: ["Runtime", "ModelFiles", "Tokenization", "Evaluation", "SafetyNeurons"]),
     ],
     // Numeric kernels hand raw buffers to concurrentPerform; Swift 5 mode keeps that legal
     // without wrapping every pointer in a Sendable box.

@@ -139,6 +139,12 @@ public final class LanguageModel: @unchecked Sendable {
     public func exportHF(to dir: String, dtype: ExportDType, weights override: LlamaWeights? = nil,
                          extraFiles: [String: Data] = [:]) throws {
         let w = override ?? weights
+        // A NaN/Inf weight would poison every later load; refuse before touching the target folder.
+        for (name, t) in w.namedParameters {
+            if let i = NumericalError.firstNonFinite(UnsafeBufferPointer(t.buffer)) {
+                throw NumericalError.nonFiniteWeight(path: dir, tensor: name, index: i, value: t.buffer[i])
+            }
+        }
         try AtomicFile.writeFolder(dir) { tmp in
             try HFConfig.serialize(config, dtype: dtype == .f32 ? "float32" : "bfloat16")
                 .write(to: URL(fileURLWithPath: tmp + "/config.json"))
@@ -160,5 +166,35 @@ public final class LanguageModel: @unchecked Sendable {
             }
             for (name, data) in extraFiles { try data.write(to: URL(fileURLWithPath: tmp + "/" + name)) }
         }
+    }
+}
+
+/// A numerical fault (NaN/Inf) found where only finite numbers are valid. The CLI maps it to exit code 5.
+public enum NumericalError: Error, CustomStringConvertible, Equatable {
+    case nonFiniteWeight(path: String, tensor: String, index: Int, value: Float)
+
+    public var description: String {
+        switch self {
+        case let .nonFiniteWeight(p, t, i, v):
+            return "\(p): refusing to export: tensor '\(t)' holds a non-finite value (\(v)) at element \(i)"
+        }
+    }
+
+    /// Index of the first NaN or ±Inf, if any.
+    static func firstNonFinite(_ b: UnsafeBufferPointer<Float>) -> Int? {
+        // Scan in chunks with a cheap sum test first: a finite chunk sums to a finite value unless it overflows,
+        // in which case the element loop decides.
+        var i = 0
+        let n = b.count
+        while i < n {
+            let end = min(n, i + 4096)
+            var s: Float = 0
+            for k in i..<end { s += b[k] * 0 }
+            if !s.isFinite || s != 0 {
+                for k in i..<end where !b[k].isFinite { return k }
+            }
+            i = end
+        }
+        return nil
     }
 }

@@ -81,6 +81,11 @@ extension Tokenizer {
             }
         } else if meta.model == "llama" {
             guard let scores = meta.scores else { throw TokenizerError.missingField(source: source, field: "tokenizer.ggml.scores (needed when there are no merges)") }
+            // Merge generation tries every split of every token (quadratic in token length); SentencePiece pieces
+            // are short, so a huge one is a hostile file, not a vocabulary.
+            if let i = meta.tokens.firstIndex(where: { $0.utf8.count > 4096 }) {
+                throw TokenizerError.invalidVocabulary(source: source, reason: "token \(i) is \(meta.tokens[i].utf8.count) bytes long (limit 4096)")
+            }
             merges = generateMerges(tokens: meta.tokens, vocab: vocab, scores: scores)
         }
         let model = try BPEModel(vocab: vocab, merges: merges, unkToken: nil, fuseUnk: meta.model == "llama",

@@ -74,8 +74,11 @@ extension JinjaInterpreter {
             }
             let (start, stop, step) = ints.count == 1 ? (0, ints[0], 1) : (ints[0], ints[1], ints.count == 3 ? ints[2] : 1)
             if step == 0 { throw JinjaFailure(.runtime, "range() arg 3 must not be zero", at: off) }
-            let count: Int
-            if step > 0 { count = start < stop ? (stop - start - 1) / step + 1 : 0 } else { count = start > stop ? (start - stop - 1) / (-step) + 1 : 0 }
+            // The span of two Ints can exceed Int.max (range(-2**63+1, 2**63-1)); count in UInt.
+            let span: UInt = step > 0 ? (start < stop ? UInt(bitPattern: stop &- start) : 0)
+                                      : (start > stop ? UInt(bitPattern: start &- stop) : 0)
+            let countU = span == 0 ? 0 : (span - 1) / step.magnitude + 1
+            let count = countU > 100_000 ? 100_001 : Int(countU)
             // The jinja2 sandbox refuses ranges above MAX_RANGE; we keep the same bound and message.
             if count > 100_000 {
                 throw JinjaFailure(.limitExceeded, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).", at: off)
@@ -202,7 +205,7 @@ extension JinjaInterpreter {
             let a = try bind(pos, kw, ["old", "new", "count"], name, at: off)
             let old = try requireString(a[0] ?? .none, name, at: off)
             let new = try requireString(a[1] ?? .none, name, at: off)
-            let r = pyReplace(s, old, new, count: a[2]?.asInt ?? -1)
+            let r = pyReplace(s, old, new, count: a[2]?.asInt ?? -1, maxBytes: limits.maxOutputBytes)
             try checkSize(r.utf8.count, at: off)
             return .string(r)
         case "join":
@@ -339,7 +342,7 @@ extension JinjaInterpreter {
         case "replace":
             let a = try bind(pos, kw, ["old", "new", "count"], name, at: off)
             let s = pyStr(v)
-            let r = pyReplace(s, pyStr(a[0] ?? .string("")), pyStr(a[1] ?? .string("")), count: a[2]?.asInt ?? -1)
+            let r = pyReplace(s, pyStr(a[0] ?? .string("")), pyStr(a[1] ?? .string("")), count: a[2]?.asInt ?? -1, maxBytes: limits.maxOutputBytes)
             try checkSize(r.utf8.count, at: off)
             try charge(r.utf8.count, at: off)
             return .string(r)
@@ -439,7 +442,11 @@ extension JinjaInterpreter {
         case "indent":
             let a = try bind(pos, kw, ["width", "first", "blank"], name, at: off)
             let indention: String
-            if let w = a[0], case .string(let ws) = w { indention = ws } else { indention = String(repeating: " ", count: max(0, a[0]?.asInt ?? 4)) }
+            if let w = a[0], case .string(let ws) = w { indention = ws } else {
+                let n = a[0]?.asInt ?? 4
+                try checkSize(n, at: off)
+                indention = String(repeating: " ", count: max(0, n))
+            }
             let s = pyStr(v) + "\n"
             var r: String
             let lines = s.pySplitLines()
@@ -505,6 +512,8 @@ extension JinjaInterpreter {
                 case .string(let s): indent = s
                 default:
                     guard let n = iv.asInt else { throw JinjaFailure(.runtime, "indent must be an int or string", at: off) }
+                    // Each nesting level repeats the indent; a huge one would allocate before any size check.
+                    try checkSize(n.multipliedReportingOverflow(by: 16).overflow ? Int.max : n * 16, at: off)
                     indent = String(repeating: " ", count: max(0, n))
                 }
             }
@@ -760,31 +769,37 @@ func pySplit(_ s: String, sep: String?, maxsplit: Int, fromRight: Bool) -> [Stri
     return parts
 }
 
-func pyReplace(_ s: String, _ old: String, _ new: String, count: Int) -> String {
-    let sc = Array(s.unicodeScalars)
-    let o = Array(old.unicodeScalars)
-    var out = String.UnicodeScalarView()
+/// Python's str.replace, on UTF-8 bytes (a valid UTF-8 needle only matches at scalar boundaries). Stops once the
+/// result passes `maxBytes` (the caller then refuses it), so a hostile chain of replaces cannot build gigabytes.
+func pyReplace(_ s: String, _ old: String, _ new: String, count: Int, maxBytes: Int = .max) -> String {
+    let sc = Array(s.utf8)
+    let o = Array(old.utf8)
+    let n = Array(new.utf8)
+    var out = [UInt8]()
+    out.reserveCapacity(min(sc.count, maxBytes) + 16)
     var done = 0
     if o.isEmpty {
-        for u in sc {
-            if count < 0 || done < count { out.append(contentsOf: new.unicodeScalars); done += 1 }
-            out.append(u)
+        for b in sc {
+            if (b & 0xC0) != 0x80, count < 0 || done < count { out.append(contentsOf: n); done += 1 }
+            out.append(b)
+            if out.count > maxBytes { break }
         }
-        if count < 0 || done < count { out.append(contentsOf: new.unicodeScalars) }
-        return String(out)
+        if out.count <= maxBytes, count < 0 || done < count { out.append(contentsOf: n) }
+        return String(decoding: out, as: UTF8.self)
     }
     var i = 0
     while i < sc.count {
-        if (count < 0 || done < count), i + o.count <= sc.count, sc[i] == o[0], Array(sc[i..<i + o.count]) == o {
-            out.append(contentsOf: new.unicodeScalars)
+        if (count < 0 || done < count), i + o.count <= sc.count, sc[i] == o[0], sc[i..<i + o.count].elementsEqual(o) {
+            out.append(contentsOf: n)
             i += o.count
             done += 1
         } else {
             out.append(sc[i])
             i += 1
         }
+        if out.count > maxBytes { break }
     }
-    return String(out)
+    return String(decoding: out, as: UTF8.self)
 }
 
 func pyCount(_ s: String, _ sub: String) -> Int {

@@ -10,8 +10,9 @@ public struct ChatTemplateLimits: Sendable {
     public var maxOutputBytes: Int = 10_000_000
     /// Nesting of macro calls (recursion).
     public var maxCallDepth: Int = 64
-    /// Units of work (roughly, characters produced or compared) over one render.
-    public var maxWork: Int = 500_000_000
+    /// Units of work (roughly, characters produced or compared) over one render. Real chat templates use
+    /// well under 1M; 20M keeps a hostile template under ~1 s (500M let list doubling run for 15 s).
+    public var maxWork: Int = 20_000_000
 
     public init() {}
 }
