@@ -35,9 +35,9 @@ let package = Package(
         .testTarget(name: "TransformerTests", dependencies: ["Transformer", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], exclude: ["Fixtures"]),
         .testTarget(name: "SafetyNeuronsTests", dependencies: ["SafetyNeurons"], exclude: ["Fixtures"]),
-        .testTarget(name: "AlignmentTests", dependencies: ["Alignment"], exclude: ["Fixtures"]),
+        .testTarget(name: "AlignmentTests", dependencies: ["Alignment"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"], exclude: ["Fixtures"]),
-        .testTarget(name: "ReliabilityTests", dependencies: ["Runtime", "ModelFiles", "Tokenization", "Evaluation", "SafetyNeurons"]),
+        .testTarget(name: "ReliabilityTests", dependencies: ["Runtime", "ModelFiles", "Tokenization", "Transformer", "Evaluation", "SafetyNeurons"]),
     ],
     // Numeric kernels hand raw buffers to concurrentPerform; Swift 5 mode keeps that legal
     // without wrapping every pointer in a Sendable box.

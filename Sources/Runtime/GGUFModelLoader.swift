@@ -11,6 +11,10 @@ enum GGUFModelLoader {
     static func load(path: String) throws -> LanguageModel {
         let file = try GGUFFile(path: path)
         let config = try config(of: file)
+        let stored = file.tensorInfos.reduce(0) { $0 &+ $1.elementCount }
+        guard let needed = config.parameterCount, needed <= stored else {
+            throw RuntimeError.badFile(path: path, reason: "the metadata describes \(config.parameterCount.map(String.init) ?? "too many") parameters but the file stores \(stored)")
+        }
         let weights = LlamaWeights(config: config)
         let byName = Dictionary(uniqueKeysWithValues: weights.namedParameters.map { ($0.0, $0.1) })
         var filled = Set<String>()

@@ -19,7 +19,7 @@ public enum HFConfig {
         func int(_ key: String, default d: Int? = nil) throws -> Int {
             if let v = json[key] as? NSNumber {
                 let dv = v.doubleValue
-                guard dv.rounded() == dv, abs(dv) < 1e12 else {
+                guard dv.rounded() == dv, abs(dv) < 1e15 else {
                     throw RuntimeError.badFile(path: source, reason: "\(key) = \(v) is not an integer")
                 }
                 return Int(dv)
@@ -64,7 +64,13 @@ public enum HFConfig {
                 }
                 scaling = .init(ropeType: "llama3", factor: try f("factor"), lowFreqFactor: try f("low_freq_factor"),
                                 highFreqFactor: try f("high_freq_factor"),
-                                originalMaxPositionEmbeddings: Int(try f("original_max_position_embeddings")))
+                                originalMaxPositionEmbeddings: try {
+                                    let v = try f("original_max_position_embeddings")
+                                    guard let i = Int(exactly: v.rounded()), i > 0 else {
+                                        throw RuntimeError.badFile(path: source, reason: "rope_scaling.original_max_position_embeddings = \(v) is out of range")
+                                    }
+                                    return i
+                                }())
             default:
                 throw RuntimeError.unsupported(path: source, reason: "rope_scaling type '\(type)'")
             }

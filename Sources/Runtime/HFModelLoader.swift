@@ -14,6 +14,10 @@ enum HFModelLoader {
         }
         let config = try HFConfig.parse(configData, source: configPath)
         let tensors = try SafetensorsCollection(folder: folder)
+        let stored = tensors.tensorNames.reduce(0) { $0 &+ (tensors.info($1)?.elementCount ?? 0) }
+        guard let needed = config.parameterCount, needed <= stored else {
+            throw RuntimeError.badFile(path: configPath, reason: "config.json describes \(config.parameterCount.map(String.init) ?? "too many") parameters but the safetensors store \(stored)")
+        }
         let weights = LlamaWeights(config: config)
         var typeCounts: [String: Int] = [:]
         for (name, target) in weights.namedParameters {

@@ -49,6 +49,22 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
     }
 
     public var qDim: Int { numAttentionHeads * headDim }
+
+    /// Number of f32 parameters these settings imply, or nil when it overflows. Loaders compare it with what
+    /// the file actually stores before allocating, so a crafted config cannot ask for terabytes.
+    public var parameterCount: Int? {
+        func mul(_ a: Int, _ b: Int) -> Int? { let (r, o) = a.multipliedReportingOverflow(by: b); return o ? nil : r }
+        func add(_ xs: [Int?]) -> Int? {
+            var s = 0
+            for x in xs { guard let x else { return nil }; let (r, o) = s.addingReportingOverflow(x); if o { return nil }; s = r }
+            return s
+        }
+        guard let q = mul(numAttentionHeads, headDim), let kv = mul(numKeyValueHeads, headDim) else { return nil }
+        let perLayer = add([mul(2, hiddenSize), mul(q, hiddenSize), mul(mul(2, kv) ?? -1, hiddenSize), mul(hiddenSize, q),
+                            attentionBias ? add([q, kv, kv]) : 0, mul(mul(3, intermediateSize) ?? -1, hiddenSize)])
+        let embed = mul(vocabSize, hiddenSize)
+        return add([embed, tieWordEmbeddings ? 0 : embed, hiddenSize, perLayer.flatMap { mul($0, numHiddenLayers) }])
+    }
     public var kvDim: Int { numKeyValueHeads * headDim }
 
     /// Checks the invariants every kernel relies on; `source` names the file in the message.
@@ -63,6 +79,10 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
             throw bad("num_attention_heads \(numAttentionHeads) is not a multiple of num_key_value_heads \(numKeyValueHeads)")
         }
         if headDim % 2 != 0 { throw bad("head_dim \(headDim) must be even for RoPE") }
+        if maxPositionEmbeddings <= 0 || maxPositionEmbeddings > 1 << 24 {
+            throw bad("max_position_embeddings = \(maxPositionEmbeddings) is out of range")
+        }
+        guard parameterCount != nil else { throw bad("the parameter count overflows") }
         if !(rmsNormEps > 0) || !rmsNormEps.isFinite { throw bad("rms_norm_eps \(rmsNormEps) must be positive") }
         if !(ropeTheta > 0) || !ropeTheta.isFinite { throw bad("rope_theta \(ropeTheta) must be positive") }
         if let s = ropeScaling, s.ropeType == "llama3" {

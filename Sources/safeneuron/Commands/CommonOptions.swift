@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Evaluation
+import ModelFiles
 import Runtime
+import Tokenization
 import SafetyNeurons
 import Transformer
 
@@ -66,11 +68,33 @@ func classify(_ error: Error) -> (ExitStatus, String) {
         case .invalidArgument: return (.usage, text)
         default: return (.badInput, text)
         }
+    case let e as ModelFileError:
+        switch e.kind {
+        case .io: return (.io, text)
+        case .invalidArgument: return (.usage, text)
+        default: return (.badInput, text)
+        }
+    case let e as EvaluationError:
+        switch e {
+        case .io: return (.io, text)
+        case .invalidArgument, .unknownDataset: return (.usage, text)
+        default: return (.badInput, text)
+        }
+    case let e as SafetyNeuronsError:
+        switch e {
+        case .io: return (.io, text)
+        case .invalidArgument: return (.usage, text)
+        case .invalidFile: return (.badInput, text)
+        default: return (.failure, text)
+        }
+    case is NumericalError:
+        return (.numerical, text)
+    case is TokenizerError, is ChatTemplateError, is InferenceError, is TransformerError:
+        return (.badInput, text)
     default:
         let typeName = String(describing: type(of: error))
-        if typeName.contains("Numerical") { return (.numerical, text) }
-        if typeName.contains("IO") { return (.io, text) }
-        return (.badInput, text)
+        if typeName.contains("Numerical") || typeName.contains("NonFinite") { return (.numerical, text) }
+        return (.failure, text)
     }
 }
 
