@@ -15,7 +15,7 @@ public enum EvaluationError: Error, CustomStringConvertible, Equatable {
         case let .io(path, reason): return "\(path): \(reason)"
         case let .malformed(path, line, reason): return "\(path):\(line): \(reason)"
         case let .missingColumn(path, wanted, found):
-            return "\(path):1: missing column (expected one of \(wanted.joined(separator: ", "))); header has \(found.joined(separator: ", "))"
+            return "\(path):1: missing column (expected one of \(wanted.joined(separator: ", "))); header has \(found.map(printableForError).joined(separator: ", "))"
         case let .unsupportedFormat(path, reason): return "\(path): \(reason)"
         case let .unknownDataset(name, known):
             return "unknown dataset '\(name)' (known: \(known.joined(separator: ", ")))"
@@ -68,4 +68,10 @@ enum FileIO {
     static func writeAtomically(_ text: String, to url: URL) throws {
         try writeAtomically(Data(text.utf8), to: url)
     }
+
+}
+
+/// Text from a file with control characters escaped, so an error message stays on one line.
+func printableForError(_ s: String) -> String {
+    s.unicodeScalars.map { $0.properties.generalCategory == .control ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
 }
