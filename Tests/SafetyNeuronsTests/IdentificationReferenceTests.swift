@@ -68,9 +68,10 @@ final class IdentificationReferenceTests: XCTestCase {
                 if a.isFinite, abs(a - b) > worst { worst = abs(a - b); worstAt = i }
             }
             XCTAssertEqual(nanMismatch, 0, "\(pool): neurons whose d is NaN on one side only")
-            // Q4_1 weights are the same on both sides; what differs is f32 summation order over ~30 layers.
-            XCTAssertLessThan(worst, 0.05, "\(pool): max |Δd| \(worst) at flat index \(worstAt)")
-            XCTAssertEqual(r.scores.d.compactMap { $0.isFinite ? abs($0) : nil }.max() ?? 0, expected.max_abs_d, accuracy: 0.05)
+            // Same Q4_1 weights on both sides, only f32 summation order differs: measured max |Δd| ≈ 1e-5.
+            XCTAssertLessThan(worst, 1e-3, "\(pool): max |Δd| \(worst) at flat index \(worstAt)")
+            XCTAssertEqual(r.scores.d.compactMap { $0.isFinite ? abs($0) : nil }.max() ?? 0, expected.max_abs_d, accuracy: 1e-3)
+            print("identify reference \(pool): max |Δd| \(worst); es \(r.selection.es.count), sas \(r.selection.sas.count), union \(r.selection.union.count)")
         }
     }
 }
