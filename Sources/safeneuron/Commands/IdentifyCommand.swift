@@ -46,6 +46,10 @@ struct IdentifyCommand: ParsableCommand {
             Progress.note("identify: \(harmfulPrompts.count) harmful, \(harmlessPrompts.count) harmless prompts")
             let result = try NeuronIdentifier.run(model: m, harmful: harmfulPrompts, harmless: harmlessPrompts,
                                                   settings: settings, modelName: m.displayName)
+            for file in [output, stats].compactMap({ $0 }) {
+                try FileManager.default.createDirectory(at: URL(fileURLWithPath: file).deletingLastPathComponent(),
+                                                        withIntermediateDirectories: true)
+            }
             try result.file.write(to: URL(fileURLWithPath: output))
             if let stats { try NeuronIdentifier.writeStatistics(result.scores, to: stats) }
             if let report { try IdentificationReport.write(result, model: m, to: report) }
