@@ -62,8 +62,12 @@ def main():
     tok = AutoTokenizer.from_pretrained(base)
     cfg = model.config
     with open(args.neurons) as f:
-        neurons = json.load(f)["sets"][args.neuron_set]
-    assert len(neurons) == cfg.num_hidden_layers
+        nf = json.load(f)
+    assert nf["layers"] == cfg.num_hidden_layers and nf["intermediate_size"] == cfg.intermediate_size
+    neurons = [[] for _ in range(cfg.num_hidden_layers)]
+    for l, j in nf["sets"][args.neuron_set]:   # [layer, neuron] pairs
+        neurons[l].append(j)
+    print(f"{sum(map(len, neurons))} neurons in set {args.neuron_set}")
 
     for l, layer in enumerate(model.model.layers):
         idx = torch.tensor(sorted(neurons[l]), dtype=torch.long)
