@@ -64,6 +64,15 @@ struct AlignCommand: ParsableCommand {
             "per_device_train_batch_size": batchSize, "gradient_accumulation_steps": gradAccum,
             "max_grad_norm": maxGradNorm, "max_length": maxLength, "seed": seed,
         ]
+        // The content, not just the path, decides whether cached reference log-probs and checkpoints still apply.
+        func fnv(_ path: String) -> String {
+            guard let d = FileManager.default.contents(atPath: path) else { return "unreadable" }
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for b in d { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+            return String(h, radix: 16)
+        }
+        s["pairs_fnv1a64"] = fnv(pairs)
+        if let neurons { s["neurons_fnv1a64"] = fnv(neurons) }
         s["neurons"] = neurons ?? NSNull()
         s["max_steps"] = steps ?? NSNull()
         return s
