@@ -15,10 +15,10 @@ public struct PreferenceExample: Codable, Sendable, Equatable {
 public enum AblationMode: Codable, Sendable, Equatable {
     case none, always, dropout(Double)
 
-    /// "none" | "always" | "dropout:P"
+    /// "never" (or "none") | "always" | "dropout:P"
     public init?(parsing s: String) {
         switch s {
-        case "none": self = .none
+        case "none", "never": self = .none
         case "always": self = .always
         default:
             guard s.hasPrefix("dropout:"), let p = Double(s.dropFirst(8)), p >= 0, p <= 1 else { return nil }
@@ -48,6 +48,9 @@ public struct TrainerConfig: Codable, Sendable, Equatable {
     public var seed: UInt64 = 42
     public var maskMode: MaskMode = .freeze
     public var ablation: AblationMode = .none
+    /// The reference model gets the policy's ablation of that step (so the first loss is ln 2); false = the
+    /// reference is always the intact starting model.
+    public var referenceAblated = true
     public var recomputeLayers = true
     public init() {}
 }
@@ -111,6 +114,10 @@ public final class DPOTrainer {
     var refChosen: [[Double]] = [], refRejected: [[Double]] = []
     var rng: SplitMix64
     var order: [Int] = [], orderEpoch = -1
+    /// Non-finite steps in a row (skipped updates); a caller stops the run when this keeps growing.
+    public private(set) var consecutiveSkips = 0
+    /// Tokens (chosen + rejected, after truncation) processed by the last `trainStep`.
+    public private(set) var lastStepTokens = 0
 
     struct State: Codable {
         var step: Int, optimizerSteps: Int, rng: SplitMix64, orderEpoch: Int, order: [Int]
@@ -170,7 +177,7 @@ public final class DPOTrainer {
     /// Called by the first `trainStep` automatically; a resumed trainer restores them from the checkpoint.
     public func computeReferenceLogProbs() throws {
         if !refChosen.isEmpty { return }
-        let states: [NeuronSet?] = (config.ablation == .none || ablationSet == nil) ? [nil] : [nil, ablationSet]
+        let states: [NeuronSet?] = (config.ablation == .none || ablationSet == nil || !config.referenceAblated) ? [nil] : [nil, ablationSet]
         for st in states {
             var rc = [Double](), rr = [Double]()
             var i = 0
@@ -183,6 +190,22 @@ public final class DPOTrainer {
             }
             refChosen.append(rc); refRejected.append(rr)
         }
+    }
+
+    /// Reference Σ logp per example, [state][example] (state 0 intact, 1 ablated when present); empty before
+    /// `computeReferenceLogProbs`. Settable so a caller can cache them across runs of the same data and model.
+    public var referenceLogProbs: (chosen: [[Double]], rejected: [[Double]]) {
+        get { (refChosen, refRejected) }
+    }
+
+    public func setReferenceLogProbs(chosen: [[Double]], rejected: [[Double]]) throws {
+        let want = (config.ablation == .none || ablationSet == nil || !config.referenceAblated) ? 1 : 2
+        guard chosen.count == want, rejected.count == want,
+              chosen.allSatisfy({ $0.count == pairs.count && $0.allSatisfy(\.isFinite) }),
+              rejected.allSatisfy({ $0.count == pairs.count && $0.allSatisfy(\.isFinite) }) else {
+            throw TrainerError.checkpoint("cached reference log-probs do not match \(pairs.count) examples × \(want) states")
+        }
+        refChosen = chosen; refRejected = rejected
     }
 
     func epochOrder(_ epoch: Int) -> [Int] {
@@ -214,6 +237,7 @@ public final class DPOTrainer {
         let refState = (set != nil && refChosen.count > 1) ? 1 : 0
         grads.zero()
         var metrics: [String: Double] = [:]
+        lastStepTokens = idx.reduce(0) { $0 + pairs[$1].chosen.tokens.count + pairs[$1].rejected.tokens.count }
         let micro = stride(from: 0, to: idx.count, by: config.batchSize).map { Array(idx[$0..<min(idx.count, $0 + config.batchSize)]) }
         for mb in micro {
             let seqs = mb.map { pairs[$0].chosen } + mb.map { pairs[$0].rejected }
@@ -233,6 +257,9 @@ public final class DPOTrainer {
         if !skipped {
             if let maxNorm = config.maxGradNorm, maxNorm / (norm + 1e-6) < 1 { grads.scale(by: Float(maxNorm / (norm + 1e-6))) }
             optimizer.step(weights, grads, lr: lr)
+            consecutiveSkips = 0
+        } else {
+            consecutiveSkips += 1
         }
         metrics["grad_norm"] = norm
         metrics["learning_rate"] = lr

@@ -31,5 +31,6 @@ struct SafeNeuron: ParsableCommand {
             PairsCommand.self,
             RunCommand.self,
             BenchCommand.self,
+            AlignCommand.self,
         ])
 }

@@ -278,4 +278,39 @@ final class AlignmentTests: XCTestCase {
         XCTAssertEqual(t.pairs[1].chosen, TrainingSequence(tokens: [3, 4, 5, 6], completionStart: 3))
         XCTAssertEqual(t.pairs[1].rejected, TrainingSequence(tokens: [3, 4, 5, 8], completionStart: 3))
     }
+
+    func testIntactReferenceAndCachedReferenceLogProbs() throws {
+        let b = try TrainingFixture.batch("qwen2_bias")
+        // An intact reference keeps one state; with the ablated policy the first loss is no longer ln 2.
+        let w = try TrainingFixture.weights("qwen2_bias")
+        let t = try trainer(w, b) { $0.ablation = .always; $0.referenceAblated = false; $0.batchSize = 3 }
+        try t.computeReferenceLogProbs()
+        XCTAssertEqual(t.referenceLogProbs.chosen.count, 1)
+        let m = try t.trainStep()
+        XCTAssertGreaterThan(abs(m.values["loss"]! - log(2)), 1e-4)
+        XCTAssertNotEqual(m.values["rewards/margins"]!, 0)
+
+        // Cached reference values give exactly the same step as computed ones; wrong shapes are refused.
+        let wa = try TrainingFixture.weights("qwen2_bias"), wb = try TrainingFixture.weights("qwen2_bias")
+        let ta = try trainer(wa, b) { $0.ablation = .dropout(0.5); $0.batchSize = 3 }
+        try ta.computeReferenceLogProbs()
+        XCTAssertEqual(ta.referenceLogProbs.chosen.count, 2)
+        let tb = try trainer(wb, b) { $0.ablation = .dropout(0.5); $0.batchSize = 3 }
+        XCTAssertThrowsError(try tb.setReferenceLogProbs(chosen: [ta.referenceLogProbs.chosen[0]], rejected: [ta.referenceLogProbs.rejected[0]]))
+        try tb.setReferenceLogProbs(chosen: ta.referenceLogProbs.chosen, rejected: ta.referenceLogProbs.rejected)
+        XCTAssertEqual(try ta.trainStep().jsonLine, try tb.trainStep().jsonLine)
+        XCTAssertEqual(wa.layers[0].qProj.array, wb.layers[0].qProj.array)
+        XCTAssertEqual(AblationMode(parsing: "never"), AblationMode.none)
+        XCTAssertEqual(AblationMode(parsing: "dropout:0.25"), .dropout(0.25))
+        XCTAssertNil(AblationMode(parsing: "dropout:2"))
+    }
+
+    func testConsecutiveNonFiniteStepsAreCounted() throws {
+        let b = try TrainingFixture.batch("llama_untied")
+        let w = try TrainingFixture.weights("llama_untied")
+        w.layers[1].oProj[3] = .nan
+        let t = try trainer(w, b) { $0.warmupSteps = 0 }
+        for k in 1...3 { XCTAssertTrue(try t.trainStep().skipped); XCTAssertEqual(t.consecutiveSkips, k) }
+        XCTAssertGreaterThan(t.lastStepTokens, 0)
+    }
 }

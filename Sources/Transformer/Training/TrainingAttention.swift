@@ -12,69 +12,95 @@ enum TrainAttention {
         var scale: Float { 1 / Float(headDim).squareRoot() }
     }
 
-    /// q[T×qDim], k,v[T×kvDim] → out[T×qDim], lse[T×heads]. `scratch` holds ≥ maxLen² floats.
-    static func forward(out: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
-                        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                        offsets: [Int], lengths: [Int], layout a: Layout, scratch: UnsafeMutablePointer<Float>) {
-        let d = a.headDim, group = a.heads / a.kvHeads
-        for (off, L) in zip(offsets, lengths) where L > 0 {
-            for h in 0..<a.heads {
-                let g = h / group
-                let Q = q + off * a.qDim + h * d, K = k + off * a.kvDim + g * d, V = v + off * a.kvDim + g * d
-                let S = scratch
-                BLAS.sgemm(transB: true, m: L, n: L, k: d, alpha: a.scale, a: Q, lda: a.qDim, b: K, ldb: a.kvDim,
-                           c: S, ldc: L)
-                Parallel.forRanges(L, minChunk: 32) { r in
-                    for i in r {
-                        let row = S + i * L
-                        var m = -Float.infinity
-                        for j in 0...i { m = max(m, row[j]) }
-                        var sum: Float = 0
-                        for j in 0...i { let e = expf(row[j] - m); row[j] = e; sum += e }
-                        let inv = 1 / sum
-                        for j in 0...i { row[j] *= inv }
-                        for j in (i + 1)..<L { row[j] = 0 }
-                        lse[(off + i) * a.heads + h] = m + logf(sum)
-                    }
+    /// Floats of scratch `forward`/`backward` need for sequences of at most `maxLen` tokens.
+    static func scratchCount(maxLen: Int) -> Int { max(1, Parallel.workers * 2 * maxLen * maxLen) }
+
+    /// The (sequence, head) items are spread over our workers and each runs single-threaded sgemms:
+    /// many small threaded sgemms interleaved with our own parallel loops made OpenBLAS's spinning
+    /// threads and ours fight over the cores. Items are dealt round-robin so long sequences spread evenly.
+    static func forEachItem(_ lengths: [Int], heads: Int, maxLen: Int, scratch: UnsafeMutablePointer<Float>,
+                            _ body: (_ seq: Int, _ head: Int, _ scratch: UnsafeMutablePointer<Float>) -> Void) {
+        var items: [(Int, Int)] = []
+        items.reserveCapacity(lengths.count * heads)
+        for (s, L) in lengths.enumerated() where L > 0 { for h in 0..<heads { items.append((s, h)) } }
+        items.sort { lengths[$0.0] > lengths[$1.0] }
+        let workers = max(1, min(Parallel.workers, items.count))
+        let per = 2 * maxLen * maxLen
+        BLAS.setThreads(1)
+        defer { BLAS.setThreads(blasThreads) }
+        items.withUnsafeBufferPointer { it in
+            Parallel.forChunks(workers) { _, r in
+                for w in r {
+                    var i = w
+                    while i < it.count { body(it[i].0, it[i].1, scratch + w * per); i += workers }
                 }
-                BLAS.sgemm(m: L, n: d, k: L, a: S, lda: L, b: V, ldb: a.kvDim,
-                           c: out + off * a.qDim + h * d, ldc: a.qDim)
             }
         }
     }
 
-    /// dout[T×qDim] → dq[T×qDim] (overwrite), dk, dv[T×kvDim] (+=). `scratch` holds ≥ 2·maxLen² floats.
+    /// OpenBLAS's thread count outside attention: its own environment variables, else one per core.
+    static let blasThreads: Int = {
+        let env = ProcessInfo.processInfo.environment
+        for key in ["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"] { if let v = env[key].flatMap(Int.init), v > 0 { return v } }
+        return Parallel.workers
+    }()
+
+    /// q[T×qDim], k,v[T×kvDim] → out[T×qDim], lse[T×heads]. `scratch` holds ≥ `scratchCount(maxLen:)` floats.
+    static func forward(out: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
+                        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                        offsets: [Int], lengths: [Int], layout a: Layout, scratch: UnsafeMutablePointer<Float>) {
+        let d = a.headDim, group = a.heads / a.kvHeads
+        forEachItem(lengths, heads: a.heads, maxLen: lengths.max() ?? 0, scratch: scratch) { s, h, S in
+            let off = offsets[s], L = lengths[s]
+            let g = h / group
+            let Q = q + off * a.qDim + h * d, K = k + off * a.kvDim + g * d, V = v + off * a.kvDim + g * d
+            BLAS.sgemm(transB: true, m: L, n: L, k: d, alpha: a.scale, a: Q, lda: a.qDim, b: K, ldb: a.kvDim,
+                       c: S, ldc: L)
+            for i in 0..<L {
+                let row = S + i * L
+                var m = -Float.infinity
+                for j in 0...i { m = max(m, row[j]) }
+                var sum: Float = 0
+                for j in 0...i { let e = expf(row[j] - m); row[j] = e; sum += e }
+                let inv = 1 / sum
+                for j in 0...i { row[j] *= inv }
+                for j in (i + 1)..<L { row[j] = 0 }
+                lse[(off + i) * a.heads + h] = m + logf(sum)
+            }
+            BLAS.sgemm(m: L, n: d, k: L, a: S, lda: L, b: V, ldb: a.kvDim,
+                       c: out + off * a.qDim + h * d, ldc: a.qDim)
+        }
+    }
+
+    /// dout[T×qDim] → dq[T×qDim] (overwrite), dk, dv[T×kvDim] (+=). `scratch` holds ≥ `scratchCount(maxLen:)` floats.
+    /// dk/dv of one kv head are shared by its query heads, so items of one kv group run on one worker.
     static func backward(dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
                          dout: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                          lse: UnsafePointer<Float>, offsets: [Int], lengths: [Int], layout a: Layout,
                          scratch: UnsafeMutablePointer<Float>) {
         let d = a.headDim, group = a.heads / a.kvHeads
-        for (off, L) in zip(offsets, lengths) where L > 0 {
-            let P = scratch, dP = scratch + L * L
-            for h in 0..<a.heads {
-                let g = h / group
+        forEachItem(lengths, heads: a.kvHeads, maxLen: lengths.max() ?? 0, scratch: scratch) { s, g, scr in
+            let off = offsets[s], L = lengths[s]
+            let P = scr, dP = scr + L * L
+            for h in (g * group)..<((g + 1) * group) {
                 let Q = q + off * a.qDim + h * d, K = k + off * a.kvDim + g * d, V = v + off * a.kvDim + g * d
                 let dO = dout + off * a.qDim + h * d
                 BLAS.sgemm(transB: true, m: L, n: L, k: d, alpha: a.scale, a: Q, lda: a.qDim, b: K, ldb: a.kvDim,
                            c: P, ldc: L)
-                Parallel.forRanges(L, minChunk: 32) { r in
-                    for i in r {
-                        let row = P + i * L, m = lse[(off + i) * a.heads + h]
-                        for j in 0...i { row[j] = expf(row[j] - m) }
-                        for j in (i + 1)..<L { row[j] = 0 }
-                    }
+                for i in 0..<L {
+                    let row = P + i * L, m = lse[(off + i) * a.heads + h]
+                    for j in 0...i { row[j] = expf(row[j] - m) }
+                    for j in (i + 1)..<L { row[j] = 0 }
                 }
                 BLAS.sgemm(transB: true, m: L, n: L, k: d, a: dO, lda: a.qDim, b: V, ldb: a.kvDim, c: dP, ldc: L)
                 BLAS.sgemm(transA: true, m: L, n: d, k: L, a: P, lda: L, b: dO, ldb: a.qDim, beta: 1,
                            c: dv + off * a.kvDim + g * d, ldc: a.kvDim)
-                Parallel.forRanges(L, minChunk: 32) { r in
-                    for i in r {
-                        let p = P + i * L, dp = dP + i * L
-                        var dot: Float = 0
-                        for j in 0...i { dot += p[j] * dp[j] }
-                        for j in 0...i { dp[j] = p[j] * (dp[j] - dot) }
-                        for j in (i + 1)..<L { dp[j] = 0 }
-                    }
+                for i in 0..<L {
+                    let p = P + i * L, dp = dP + i * L
+                    var dot: Float = 0
+                    for j in 0...i { dot += p[j] * dp[j] }
+                    for j in 0...i { dp[j] = p[j] * (dp[j] - dot) }
+                    for j in (i + 1)..<L { dp[j] = 0 }
                 }
                 BLAS.sgemm(m: L, n: d, k: L, alpha: a.scale, a: dP, lda: L, b: K, ldb: a.kvDim,
                            c: dq + off * a.qDim + h * d, ldc: a.qDim)

@@ -117,7 +117,7 @@ public final class TrainingModel: @unchecked Sendable {
         }
         let T = st.ids.count
         ensureRope(maxLen)
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, maxLen * maxLen))
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: TrainAttention.scratchCount(maxLen: maxLen))
         defer { scratch.deallocate() }
 
         var x = Tensor(shape: [T, H], zeroed: false)
@@ -275,7 +275,7 @@ public final class TrainingModel: @unchecked Sendable {
                                  w: weights.norm.pointer, rstd: st.rstdf.pointer, rows: T, dim: H)
 
         let maxLen = st.lengths.max() ?? 0
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, 2 * maxLen * maxLen))
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: TrainAttention.scratchCount(maxLen: maxLen))
         defer { scratch.deallocate() }
         let reuse = recomputeLayers ? LayerActs(T: T, c: c) : nil
         let dh = Tensor(shape: [T, I], zeroed: false), dgate = Tensor(shape: [T, I], zeroed: false)

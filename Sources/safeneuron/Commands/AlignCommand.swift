@@ -1,0 +1,288 @@
+import Alignment
+import ArgumentParser
+import Foundation
+import Runtime
+import Transformer
+
+/// A run that kept producing non-finite losses or gradients; mapped to exit code 5.
+struct TrainingNumericalError: Error, CustomStringConvertible {
+    var reason: String, checkpoint: String?
+    var description: String {
+        "training stopped: \(reason); "
+            + (checkpoint.map { "the last good checkpoint is kept in \($0)" } ?? "no checkpoint was written") + "; nothing was exported"
+    }
+}
+
+struct AlignCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "align",
+        abstract: "DPO-train a model on preference pairs, optionally freezing/ablating or only training safety neurons.",
+        discussion: """
+        PAIRS is a JSON Lines file of {"prompt", "chosen", "rejected"} objects, tokenised with the model's chat \
+        template (TRL's conversational convention). With --neurons the neurons' MLP slices (gate_proj row j, \
+        up_proj row j, down_proj column j of layer l) stay bit-identical and are ablated in the policy forward \
+        per --ablate; with --train-only-neurons only those slices train (SN-Tune). Without --neurons: plain DPO.
+        The output is a Hugging Face f32 model folder with metrics.jsonl and training_args.json, written \
+        atomically once training is complete. Checkpoints (and the cached reference log-probs) live in \
+        OUTPUT.checkpoint/; --resume continues a killed run to the same final weights.
+        """)
+
+    @OptionGroup var model: ModelOptions
+    @Option(help: "Preference pairs (.jsonl).") var pairs: String
+    @Option(help: "The model folder to write.") var output: String
+    @Option(help: "A neurons.json from `identify`.") var neurons: String?
+    @Option(help: "Which set of the neurons file: union, es, sas or topk.") var neuronSet = "union"
+    @Option(help: "Ablate the neurons in the policy forward: always, never, or dropout:P (a seeded random fraction P of steps).")
+    var ablate = "always"
+    @Flag(help: "SN-Tune: train only the neurons' slices; everything else stays bit-identical.") var trainOnlyNeurons = false
+    @Option(help: "DPO beta.") var beta = 0.1
+    @Option(help: "Loss: sigmoid or ipo.") var loss = "sigmoid"
+    @Option(help: "RPO alpha (weight of the chosen NLL term; 0 = off).") var rpoAlpha = 0.0
+    @Option(help: "Reference model: ablated (same ablation as the policy each step) or intact.") var reference = "ablated"
+    @Option(help: "Optimizer: adamw or sgd.") var optimizer = "adamw"
+    @Option(help: "Peak learning rate.") var lr = 5e-6
+    @Option(help: "Decoupled weight decay (AdamW) / L2 (SGD); norms and biases are not decayed.") var weightDecay = 0.05
+    @Option(help: "LR schedule after warmup: cosine, linear or constant.") var schedule = "cosine"
+    @Option(help: "Linear warmup steps.") var warmupSteps = 0
+    @Option(help: "Passes over the pairs (ignored with --steps).") var epochs = 3
+    @Option(help: "Optimizer steps (overrides --epochs).") var steps: Int?
+    @Option(help: "Pairs per micro-batch.") var batchSize = 8
+    @Option(help: "Micro-batches per optimizer step.") var gradAccum = 1
+    @Option(help: "Clip the global gradient norm to this (0 = no clipping).") var maxGradNorm = 1.0
+    @Option(help: "Truncate prompt+completion to this many tokens (prompt start cut first).") var maxLength = 512
+    @Option(help: "Seed of the data order and ablation dropout.") var seed: UInt64 = 0
+    @Option(help: "Write a checkpoint every N steps (0 = only at the end).") var saveEvery = 100
+    @Flag(help: "Continue from OUTPUT.checkpoint/ (same settings required).") var resume = false
+
+    /// Every setting that determines the result; a resumed run must match it exactly.
+    func settings(modelPath: String) -> [String: Any] {
+        var s: [String: Any] = [
+            "model": modelPath, "pairs": pairs, "output": output, "neuron_set": neuronSet, "ablate": ablate,
+            "train_only_neurons": trainOnlyNeurons, "beta": beta, "loss_type": loss, "rpo_alpha": rpoAlpha,
+            "reference": reference, "optimizer": optimizer, "learning_rate": lr, "weight_decay": weightDecay,
+            "lr_scheduler_type": schedule, "warmup_steps": warmupSteps, "num_train_epochs": epochs,
+            "per_device_train_batch_size": batchSize, "gradient_accumulation_steps": gradAccum,
+            "max_grad_norm": maxGradNorm, "max_length": maxLength, "seed": seed,
+        ]
+        // The content, not just the path, decides whether cached reference log-probs and checkpoints still apply.
+        func fnv(_ path: String) -> String {
+            guard let d = FileManager.default.contents(atPath: path) else { return "unreadable" }
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for b in d { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+            return String(h, radix: 16)
+        }
+        s["pairs_fnv1a64"] = fnv(pairs)
+        if let neurons { s["neurons_fnv1a64"] = fnv(neurons) }
+        s["neurons"] = neurons ?? NSNull()
+        s["max_steps"] = steps ?? NSNull()
+        return s
+    }
+
+    func trainerConfig() throws -> TrainerConfig {
+        var c = TrainerConfig()
+        guard beta > 0, beta.isFinite else { throw RuntimeError.invalidArgument("--beta must be positive") }
+        guard let lt = DPOLossType(rawValue: loss) else { throw RuntimeError.invalidArgument("--loss must be sigmoid or ipo") }
+        guard rpoAlpha >= 0, rpoAlpha.isFinite else { throw RuntimeError.invalidArgument("--rpo-alpha must be ≥ 0") }
+        c.dpo = DPOConfig(beta: beta, lossType: lt, rpoAlpha: rpoAlpha > 0 ? rpoAlpha : nil)
+        guard let opt = OptimizerKind(rawValue: optimizer) else { throw RuntimeError.invalidArgument("--optimizer must be adamw or sgd") }
+        c.optimizer = opt
+        guard lr >= 0, lr.isFinite else { throw RuntimeError.invalidArgument("--lr must be ≥ 0") }
+        c.learningRate = lr
+        guard weightDecay >= 0, weightDecay.isFinite else { throw RuntimeError.invalidArgument("--weight-decay must be ≥ 0") }
+        c.weightDecay = weightDecay
+        guard let sch = LRScheduleKind(rawValue: schedule) else {
+            throw RuntimeError.invalidArgument("--schedule must be cosine, linear or constant")
+        }
+        c.schedule = sch
+        guard warmupSteps >= 0 else { throw RuntimeError.invalidArgument("--warmup-steps must be ≥ 0") }
+        c.warmupSteps = warmupSteps
+        guard epochs > 0 else { throw RuntimeError.invalidArgument("--epochs must be positive") }
+        c.epochs = epochs
+        if let steps { guard steps > 0 else { throw RuntimeError.invalidArgument("--steps must be positive") } }
+        c.maxSteps = steps
+        guard batchSize > 0, gradAccum > 0 else { throw RuntimeError.invalidArgument("--batch-size and --grad-accum must be positive") }
+        c.batchSize = batchSize; c.gradientAccumulationSteps = gradAccum
+        guard maxGradNorm >= 0, maxGradNorm.isFinite else { throw RuntimeError.invalidArgument("--max-grad-norm must be ≥ 0") }
+        c.maxGradNorm = maxGradNorm > 0 ? maxGradNorm : nil
+        guard maxLength >= 2 else { throw RuntimeError.invalidArgument("--max-length must be ≥ 2") }
+        c.maxLength = maxLength
+        c.seed = seed
+        guard saveEvery >= 0 else { throw RuntimeError.invalidArgument("--save-every must be ≥ 0") }
+        guard let ab = AblationMode(parsing: ablate) else {
+            throw RuntimeError.invalidArgument("--ablate must be always, never or dropout:P with 0 ≤ P ≤ 1")
+        }
+        guard reference == "ablated" || reference == "intact" else {
+            throw RuntimeError.invalidArgument("--reference must be ablated or intact")
+        }
+        c.referenceAblated = reference == "ablated"
+        if neurons == nil {
+            guard !trainOnlyNeurons else { throw RuntimeError.invalidArgument("--train-only-neurons needs --neurons") }
+            c.ablation = .none
+        } else {
+            // SN-Tune trains the neurons themselves, so zeroing their activations would hide them from the loss.
+            c.ablation = trainOnlyNeurons ? .none : ab
+            c.maskMode = trainOnlyNeurons ? .trainOnly : .freeze
+        }
+        return c
+    }
+
+    func run() throws {
+        try runReporting {
+            var config = try trainerConfig()
+            let m = try model.load()
+            let set = try neurons.map { try loadNeuronSet($0, set: neuronSet, config: m.config) }
+            let examples = try Self.readPairs(pairs, model: m)
+            Progress.note("read \(examples.count) preference pairs from \(pairs)")
+            // Keeping every layer's activations saves the recompute forward (a quarter of the GEMM work)
+            // when the largest micro-batch's activations fit a modest budget; the results are identical.
+            let c = m.config
+            let perToken = 4 * c.hiddenSize + 2 * c.qDim + 2 * c.kvDim + 3 * c.intermediateSize + 2 + c.numAttentionHeads
+            let longest = examples.map { min(config.maxLength ?? .max, $0.chosenIds.count) + min(config.maxLength ?? .max, $0.rejectedIds.count) }
+                .sorted(by: >).prefix(config.batchSize).reduce(0, +)
+            let activationBytes = 4 * longest * perToken * c.numHiddenLayers
+            config.recomputeLayers = activationBytes > 3 << 30
+            Progress.note("activations kept for backward: \(activationBytes >> 20) MiB\(config.recomputeLayers ? " > 3 GiB, recomputing layers in backward" : "")")
+
+            let outURL = URL(fileURLWithPath: output)
+            let ckpt = outURL.deletingLastPathComponent().appendingPathComponent(outURL.lastPathComponent + ".checkpoint")
+            let fm = FileManager.default
+            let settingsObj = settings(modelPath: model.path)
+            let settingsData = try JSONSerialization.data(withJSONObject: settingsObj, options: [.sortedKeys, .withoutEscapingSlashes])
+            let argsPath = ckpt.appendingPathComponent("settings.json").path
+            if fm.fileExists(atPath: ckpt.path) {
+                guard resume else {
+                    throw RuntimeError.invalidArgument("\(ckpt.path) exists (an unfinished or finished run): pass --resume to continue it, or remove it")
+                }
+                if let old = fm.contents(atPath: argsPath), old != settingsData {
+                    throw RuntimeError.invalidArgument("--resume: the settings differ from those of the run in \(ckpt.path) (see its settings.json)")
+                }
+            }
+            try fm.createDirectory(at: ckpt, withIntermediateDirectories: true)
+            try AtomicFile.write(settingsData, to: argsPath)
+
+            let trainer = try DPOTrainer(weights: m.weights, examples: examples, neurons: set, config: config)
+            let manifest = ckpt.appendingPathComponent("state/manifest.json").path
+            let refPath = ckpt.appendingPathComponent("reference_logps.json").path
+            var lastGood: String? = nil
+            if resume && fm.fileExists(atPath: manifest) {
+                try trainer.resume(ckpt.appendingPathComponent("state"))
+                lastGood = ckpt.appendingPathComponent("state").path
+                Progress.note("resumed from \(ckpt.path) at step \(trainer.step)/\(trainer.totalSteps)")
+            } else if resume, let d = fm.contents(atPath: refPath),
+                      let obj = try? JSONDecoder().decode([String: [[Double]]].self, from: d),
+                      let c = obj["chosen"], let r = obj["rejected"] {
+                try trainer.setReferenceLogProbs(chosen: c, rejected: r)
+                Progress.note("using the cached reference log-probs in \(refPath)")
+            }
+            if trainer.referenceLogProbs.chosen.isEmpty {
+                let t0 = Date()
+                try trainer.computeReferenceLogProbs()
+                let ref = trainer.referenceLogProbs
+                try AtomicFile.write(try JSONEncoder().encode(["chosen": ref.chosen, "rejected": ref.rejected]), to: refPath)
+                Progress.note("reference log-probs of \(examples.count) pairs × \(ref.chosen.count) state(s) in \(String(format: "%.1f", Date().timeIntervalSince(t0)))s")
+            }
+
+            // Metrics past the checkpoint's step are regenerated by the resumed run.
+            let metricsPath = ckpt.appendingPathComponent("metrics.jsonl").path
+            var kept: [Any] = []
+            if fm.fileExists(atPath: metricsPath) {
+                kept = try JSONLines.readObjects(metricsPath, tolerateTornTail: true).filter { ($0["step"] as? Int ?? .max) <= trainer.step }
+            }
+            try JSONLines.write(kept, to: metricsPath)
+            let appender = try JSONLAppender(path: metricsPath)
+
+            let progress = Progress("align", total: max(1, trainer.totalSteps - trainer.step))
+            while !trainer.isFinished {
+                let t0 = Date()
+                var sm = try trainer.trainStep()
+                let dt = Date().timeIntervalSince(t0)
+                let tps = Double(trainer.lastStepTokens) / max(dt, 1e-9)
+                sm.values["tokens_per_second"] = tps
+                if config.dpo.rpoAlpha == nil { sm.values["nll_loss"] = nil }
+                try appender.append(try JSONSerialization.jsonObject(with: Data(sm.jsonLine.utf8)))
+                if sm.skipped {
+                    Progress.note("step \(sm.step): non-finite loss or gradient, update skipped")
+                    if trainer.consecutiveSkips >= 3 {
+                        throw TrainingNumericalError(
+                            reason: "\(trainer.consecutiveSkips) consecutive steps up to step \(sm.step) had a non-finite loss or gradient",
+                            checkpoint: lastGood)
+                    }
+                }
+                progress.advance(unit: "step", fields: [
+                    ("step", "\(sm.step)/\(trainer.totalSteps)"),
+                    ("loss", String(format: "%.4f", sm.values["loss"] ?? .nan)),
+                    ("acc", String(format: "%.2f", sm.values["rewards/accuracies"] ?? .nan)),
+                    ("tok/s", String(format: "%.0f", tps)),
+                ], force: sm.step == trainer.totalSteps)
+                // A skipped step leaves weights and moments untouched, so saving after it is still a good state.
+                if trainer.isFinished || (saveEvery > 0 && sm.step % saveEvery == 0) {
+                    try checkFinite(m.weights, lastGood)
+                    try trainer.save(ckpt.appendingPathComponent("state"))
+                    lastGood = ckpt.appendingPathComponent("state").path
+                }
+            }
+            progress.finish()
+            try checkFinite(m.weights, lastGood)
+
+            var args = settingsObj
+            args["command_line"] = CommandLine.arguments
+            args["resumed"] = resume
+            args["total_steps"] = trainer.totalSteps
+            args["steps_per_epoch"] = trainer.stepsPerEpoch
+            args["num_pairs"] = examples.count
+            args["neuron_count"] = set?.count ?? 0
+            args["mask_mode"] = config.maskMode.rawValue
+            args["reference_states"] = trainer.referenceLogProbs.chosen.count
+            args["save_every"] = saveEvery
+            args["adam_beta1"] = config.adamBeta1; args["adam_beta2"] = config.adamBeta2; args["adam_epsilon"] = config.adamEpsilon
+            args["recompute_layers"] = config.recomputeLayers
+            let argsData = try JSONSerialization.data(withJSONObject: args, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            let metrics = fm.contents(atPath: metricsPath) ?? Data()
+            try m.exportHF(to: output, dtype: .f32, weights: m.weights,
+                           extraFiles: ["metrics.jsonl": metrics, "training_args.json": argsData])
+            Progress.note("wrote \(output) (checkpoint and reference cache kept in \(ckpt.path))")
+        }
+    }
+
+    /// Reads and tokenises the pairs; every error names file:line.
+    static func readPairs(_ path: String, model m: LanguageModel) throws -> [PreferenceExample] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw RuntimeError.missingFile(path: path) }
+        var out: [PreferenceExample] = []
+        for (i, raw) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+            let at = "\(path):\(i + 1)"
+            if raw.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
+            guard let obj = (try? JSONSerialization.jsonObject(with: Data(raw))) as? [String: Any] else {
+                throw RuntimeError.badFile(path: at, reason: "not a JSON object")
+            }
+            func field(_ k: String) throws -> String {
+                guard let s = obj[k] as? String else { throw RuntimeError.badFile(path: at, reason: "missing string field '\(k)'") }
+                return s
+            }
+            let prompt = try field("prompt"), chosen = try field("chosen"), rejected = try field("rejected")
+            do {
+                let c = try m.encodeCompletionPair(prompt: prompt, completion: chosen)
+                let r = try m.encodeCompletionPair(prompt: prompt, completion: rejected)
+                let p = Array(c.ids.prefix(c.start))
+                guard r.start == c.start, Array(r.ids.prefix(r.start)) == p else {
+                    throw RuntimeError.badFile(path: at, reason: "chosen and rejected tokenise to different prompts")
+                }
+                out.append(PreferenceExample(promptIds: p, chosenIds: c.ids, rejectedIds: r.ids))
+            } catch let e as RuntimeError {
+                if case .badFile = e { throw e }
+                throw RuntimeError.badFile(path: at, reason: e.description)
+            }
+        }
+        guard !out.isEmpty else { throw RuntimeError.badFile(path: path, reason: "no preference pairs") }
+        return out
+    }
+}
+
+/// Poisoned weights are never checkpointed or exported.
+func checkFinite(_ w: LlamaWeights, _ lastGood: String?) throws {
+    for (name, t) in w.namedParameters {
+        let p = t.pointer
+        for i in 0..<t.count where !p[i].isFinite {
+            throw TrainingNumericalError(reason: "weight \(name)[\(i)] became \(p[i])", checkpoint: lastGood)
+        }
+    }
+}
