@@ -20,7 +20,7 @@ let package = Package(
         .target(name: "Runtime", dependencies: ["Tensors", "ModelFiles", "Tokenization", "Transformer"]),
         .target(name: "SafetyNeurons", dependencies: ["Tensors", "ModelFiles", "Transformer", "Runtime"]),
         .target(name: "Alignment", dependencies: ["Tensors", "Transformer", "Runtime"]),
-        .target(name: "Evaluation", dependencies: ["Tensors", "Transformer", "Runtime"]),
+        .target(name: "Evaluation", dependencies: ["Tensors", "Tokenization", "Transformer", "Runtime"]),
         .target(name: "Pipeline", dependencies: ["Runtime", "SafetyNeurons", "Alignment", "Evaluation"]),
         .executableTarget(name: "safeneuron", dependencies: [
             "Tensors", "ModelFiles", "Tokenization", "Transformer", "Runtime",
