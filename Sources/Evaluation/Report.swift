@@ -250,3 +250,21 @@ public enum Report {
         return Output(markdown: mdURL, html: htmlURL, json: jsonURL, table: table)
     }
 }
+
+extension Report {
+    /// Folders holding a summary.json: each given folder itself, else its immediate subfolders (sorted by
+    /// name) that have one. A folder with neither is an error.
+    public static func expandResultFolders(_ folders: [URL]) throws -> [URL] {
+        let fm = FileManager.default
+        var out: [URL] = []
+        for f in folders {
+            if fm.fileExists(atPath: f.appendingPathComponent(SafetySummary.fileName).path) { out.append(f); continue }
+            let subs = ((try? fm.contentsOfDirectory(atPath: f.path)) ?? []).sorted()
+                .map { f.appendingPathComponent($0, isDirectory: true) }
+                .filter { fm.fileExists(atPath: $0.appendingPathComponent(SafetySummary.fileName).path) }
+            guard !subs.isEmpty else { throw EvaluationError.io(path: f.path, reason: "no summary.json in the folder or its subfolders") }
+            out += subs
+        }
+        return out
+    }
+}

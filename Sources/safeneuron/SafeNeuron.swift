@@ -22,6 +22,6 @@ struct SafeNeuron: ParsableCommand {
         """,
         subcommands: [
             InspectCommand.self, TokenizeCommand.self, GenerateCommand.self, LogprobCommand.self,
-            ConvertCommand.self, IdentifyCommand.self, PruneCommand.self,
+            ConvertCommand.self, IdentifyCommand.self, PruneCommand.self, EvalCommand.self, JudgeCommand.self, ReportCommand.self,
         ])
 }
