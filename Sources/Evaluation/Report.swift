@@ -147,7 +147,10 @@ public enum Report {
             }
         }
         let rows = methods.map { m in ReportTable.Row(label: m, cells: columns.indices.map { cells[m]?[$0] }) }
-        var allNotes = ["Attack columns: complied / total (ASR %); judge: string-match refusal list. ORI: refused / total on benign prompts."]
+        var judges: [String] = []
+        for s in summaries { if case .safety(let x) = s, !judges.contains(x.judge) { judges.append(x.judge) } }
+        let judgeText = judges.isEmpty ? "" : "; judge: " + judges.joined(separator: ", ")
+        var allNotes = ["Attack columns: complied / total (ASR %)\(judgeText). ORI: refused / total on benign prompts."]
         allNotes += notes
         return ReportTable(title: title, columns: columns, rows: rows, notes: allNotes)
     }
