@@ -33,7 +33,14 @@ struct JudgeCommand: ParsableCommand {
             try JudgedRecord.write(rows, to: URL(fileURLWithPath: output))
             var counts: [String: Any] = ["judge": judge.name, "total": js.count]
             for v in Verdict.allCases { counts[v.rawValue] = js.filter { $0.verdict == v }.count }
-            for (k, v) in SafetyEvaluator.judgeStatistics(js) { counts[k] = v.description }
+            for (k, v) in SafetyEvaluator.judgeStatistics(js) {
+                switch v {
+                case .int(let i): counts[k] = i
+                case .double(let d): counts[k] = d
+                case .bool(let b): counts[k] = b
+                case .string(let s): counts[k] = s
+                }
+            }
             try printJSON(counts)
         }
     }
