@@ -142,6 +142,7 @@ public struct CapabilityEvaluator {
             let (sum, n) = try scorer.textNLL(text, window: perplexityWindow)
             metrics["perplexity"] = try Capability.perplexity(sumNLL: sum, tokenCount: n)
             metrics["perplexity_tokens"] = Double(n)
+            Progress.note("capability: perplexity \(String(format: "%.3f", metrics["perplexity"] ?? .nan)) over \(n) tokens")
         }
         if !inputs.mc.isEmpty {
             var pairs: [(context: String, continuation: String)] = []
@@ -161,10 +162,12 @@ public struct CapabilityEvaluator {
             metrics["mc_acc"] = r.acc
             metrics["mc_acc_norm"] = r.accNorm
             metrics["mc_count"] = Double(r.count)
+            Progress.note("capability: multiple choice acc \(String(format: "%.3f", r.acc)), acc_norm \(String(format: "%.3f", r.accNorm)) over \(r.count) questions")
         }
         if inputs.gsm.count > gsmShots {
             let shots = Array(inputs.gsm.prefix(gsmShots))
             let tests = Array(inputs.gsm.dropFirst(gsmShots))
+            Progress.note("capability: GSM \(tests.count) problems, \(gsmShots)-shot, up to \(gsmMaxNewTokens) tokens each")
             let outs = try scorer.complete(tests.map { CapabilityEvaluator.gsmPrompt(shots: shots, question: $0.question) },
                                            maxNewTokens: gsmMaxNewTokens)
             var hits = 0
