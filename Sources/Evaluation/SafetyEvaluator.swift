@@ -43,6 +43,7 @@ public struct SafetyEvaluator {
     public func run(prompts: [PromptRecord], judge: ResponseJudge, output: URL) throws -> SafetySummary {
         guard !prompts.isEmpty else { throw EvaluationError.invalidArgument(reason: "no prompts to evaluate") }
         let started = Date()
+        try SafetyEvaluator.checkRunIdentity(runIdentity(prompts: prompts), folder: output)
         let quick = RefusalJudge()
         var gen = ResponseGenerator(model: model, ablation: ablation, settings: config.generation)
         gen.progressLabel = "eval \(config.dataset)"
@@ -70,6 +71,33 @@ public struct SafetyEvaluator {
         try FileIO.writeAtomically(try encodeJSON(timing, path: output.path), to: output.appendingPathComponent(SafetyEvaluator.timingFile))
         try summary.write(to: output)
         return summary
+    }
+
+    public static let runFile = "run.json"
+
+    /// Everything that decides the generations: a resumed run must match it, or stale responses would be
+    /// mixed with new ones. The judge is not part of it (responses are re-judged on every run).
+    public func runIdentity(prompts: [PromptRecord]) -> [String: String] {
+        var id = ["model_sha256": config.modelSHA256 ?? "unknown", "dataset": config.dataset,
+                  "max_tokens": String(config.generation.maxNewTokens), "batch_size": String(config.generation.batchSize),
+                  "system": config.generation.system ?? "", "prune_set": config.pruneSet.map { "\($0.name) \($0.sha256 ?? "")" } ?? "none",
+                  "prompts_sha256": SHA256.hex(prompts.map { "\($0.category ?? "")\u{1}\($0.prompt)" }.joined(separator: "\u{0}"))]
+        if ablation != nil && config.pruneSet == nil { id["ablation"] = String(ablation?.count ?? 0) }
+        return id
+    }
+
+    /// Writes run.json on the first run; later runs in the same folder must carry the same identity.
+    static func checkRunIdentity(_ id: [String: String], folder: URL) throws {
+        let url = folder.appendingPathComponent(runFile)
+        if FileManager.default.fileExists(atPath: url.path) {
+            let old = try decodeJSON([String: String].self, from: url)
+            let diff = Set(old.keys).union(id.keys).filter { old[$0] != id[$0] }.sorted()
+            guard diff.isEmpty else {
+                throw EvaluationError.invalidArgument(reason: "\(folder.path) holds an evaluation with different settings (\(diff.joined(separator: ", "))); use a new --output folder")
+            }
+            return
+        }
+        try FileIO.writeAtomically(try encodeJSON(id, path: url.path), to: url)
     }
 
     /// Judge-specific aggregates for the summary's settings: mean rubric score, unparsed judge outputs,

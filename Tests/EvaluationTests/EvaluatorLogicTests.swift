@@ -128,3 +128,15 @@ final class CapabilityEvaluatorTests: XCTestCase {
         XCTAssertEqual(CapabilityEvaluator.cutGSMCompletion(" 5 Question: next"), " 5 ")
     }
 }
+
+final class RunIdentityTests: XCTestCase {
+    func testResumeRefusesDifferentSettings() throws {
+        let dir = try TestPaths.tempDir()
+        let a = ["max_tokens": "64", "dataset": "d"]
+        try SafetyEvaluator.checkRunIdentity(a, folder: dir)
+        XCTAssertNoThrow(try SafetyEvaluator.checkRunIdentity(a, folder: dir))
+        XCTAssertThrowsError(try SafetyEvaluator.checkRunIdentity(["max_tokens": "256", "dataset": "d"], folder: dir)) { e in
+            XCTAssertTrue(String(describing: e).contains("max_tokens"))
+        }
+    }
+}
