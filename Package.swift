@@ -21,7 +21,7 @@ let package = Package(
         .target(name: "Runtime", dependencies: ["Tensors", "ModelFiles", "Tokenization", "Transformer"]),
         .target(name: "SafetyNeurons", dependencies: ["Tensors", "ModelFiles", "Transformer", "Runtime"]),
         .target(name: "Alignment", dependencies: ["Tensors", "Transformer", "Runtime"]),
-        .target(name: "Evaluation", dependencies: ["Tensors", "Transformer", "Runtime"]),
+        .target(name: "Evaluation", dependencies: ["Tensors", "Tokenization", "Transformer", "Runtime"]),
         .target(name: "Pipeline", dependencies: ["Runtime", "ModelFiles", "Transformer", "SafetyNeurons", "Alignment", "Evaluation",
                                                 .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "safeneuron", dependencies: [

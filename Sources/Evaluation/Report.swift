@@ -147,7 +147,10 @@ public enum Report {
             }
         }
         let rows = methods.map { m in ReportTable.Row(label: m, cells: columns.indices.map { cells[m]?[$0] }) }
-        var allNotes = ["Attack columns: complied / total (ASR %); judge: string-match refusal list. ORI: refused / total on benign prompts."]
+        var judges: [String] = []
+        for s in summaries { if case .safety(let x) = s, !judges.contains(x.judge) { judges.append(x.judge) } }
+        let judgeText = judges.isEmpty ? "" : "; judge: " + judges.joined(separator: ", ")
+        var allNotes = ["Attack columns: complied / total (ASR %)\(judgeText). ORI: refused / total on benign prompts."]
         allNotes += notes
         return ReportTable(title: title, columns: columns, rows: rows, notes: allNotes)
     }
@@ -248,5 +251,23 @@ public enum Report {
         try FileIO.writeAtomically(html, to: htmlURL)
         try FileIO.writeAtomically(try encodeJSON(report, path: jsonURL.path), to: jsonURL)
         return Output(markdown: mdURL, html: htmlURL, json: jsonURL, table: table)
+    }
+}
+
+extension Report {
+    /// Folders holding a summary.json: each given folder itself, else its immediate subfolders (sorted by
+    /// name) that have one. A folder with neither is an error.
+    public static func expandResultFolders(_ folders: [URL]) throws -> [URL] {
+        let fm = FileManager.default
+        var out: [URL] = []
+        for f in folders {
+            if fm.fileExists(atPath: f.appendingPathComponent(SafetySummary.fileName).path) { out.append(f); continue }
+            let subs = ((try? fm.contentsOfDirectory(atPath: f.path)) ?? []).sorted()
+                .map { f.appendingPathComponent($0, isDirectory: true) }
+                .filter { fm.fileExists(atPath: $0.appendingPathComponent(SafetySummary.fileName).path) }
+            guard !subs.isEmpty else { throw EvaluationError.io(path: f.path, reason: "no summary.json in the folder or its subfolders") }
+            out += subs
+        }
+        return out
     }
 }

@@ -32,5 +32,8 @@ struct SafeNeuron: ParsableCommand {
             RunCommand.self,
             BenchCommand.self,
             AlignCommand.self,
+            EvalCommand.self,
+            JudgeCommand.self,
+            ReportCommand.self,
         ])
 }

@@ -1,0 +1,133 @@
+import ArgumentParser
+import Evaluation
+import Foundation
+import Runtime
+import Transformer
+
+/// Judge options shared by `eval` and `judge`.
+struct JudgeOptions: ParsableArguments {
+    @Option(help: "refusal (string rules), guard:MODEL (Llama Guard 3) or rubric:MODEL (StrongREJECT rubric by an instruct model).")
+    var judge: String = "refusal"
+    @Option(help: "Flag responses whose mean token NLL under this model exceeds --fluency-threshold as degenerate (refusal judge).")
+    var fluencyModel: String?
+    @Option(help: "Mean per-token NLL (nats) above which a response is degenerate.")
+    var fluencyThreshold: Double = 3.0
+
+    func spec() throws -> JudgeSpec { try JudgeSpec(parsing: judge) }
+
+    /// Loads judge models, reusing `loaded` when a path names the same model.
+    func make(reusing loaded: LanguageModel?, batchSize: Int) throws -> ResponseJudge {
+        var cache: [String: LanguageModel] = [:]
+        if let m = loaded { cache[URL(fileURLWithPath: m.path).standardizedFileURL.path] = m }
+        return try spec().make(load: { p in
+            let key = URL(fileURLWithPath: p).standardizedFileURL.path
+            if let m = cache[key] { return m }
+            let m = try ModelOptions(model: p).load()
+            cache[key] = m
+            return m
+        }, fluencyModel: fluencyModel, fluencyThreshold: fluencyThreshold, batchSize: batchSize,
+           rubricFolder: JudgeSpec.defaultRubricFolder(root: DataPaths.root))
+    }
+}
+
+extension ModelOptions {
+    init(model: String?) { self.init(); self.model = model }
+}
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate a model: attack success on a harmful prompt set, over-refusal, capability.",
+        discussion: """
+        Safety: each prompt is wrapped in the model's chat template and answered greedily in batches of \
+        --batch-size (prompts grouped by length; output order = input order); --prune zeroes the chosen neuron \
+        set. DIR gets generations.jsonl ({prompt, response, category, verdict, tokens}), judgements.jsonl, \
+        timing.json and summary.json. A killed run resumes from generations.jsonl; rerunning a finished run \
+        gives the same summary.json except wall_seconds and created_at. Over-refusal uses data/harmless_eval.txt \
+        and the refusal judge. Capability: perplexity (data/perplexity.txt, windows of 512 tokens), \
+        multiple-choice acc/acc_norm (data/mc_general.jsonl) and 4-shot GSM exact match (data/gsm_mini.jsonl), \
+        all on raw text without the chat template. --suite all writes DIR/safety, DIR/overrefusal and \
+        DIR/capability.
+        """)
+
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var pruning: PruneOptions
+    @OptionGroup var judging: JudgeOptions
+    @Option(help: "Output folder.") var output: String
+    @Option(help: "safety, overrefusal, capability or all.") var suite: String = "safety"
+    @Option(help: "strongreject, strongreject-small, harmbench, donotanswer or a prompt file (.txt/.jsonl/.csv).")
+    var dataset: String = "strongreject"
+    @Option(help: "Row label in reports (default: the model's file name).") var method: String?
+    @Option(help: "Most new tokens per response.") var maxTokens = 256
+    @Option(help: "Prompts decoded together.") var batchSize = 32
+    @Option(help: "Only the first N prompts.") var limit: Int?
+    @Option(help: "A system message before each prompt.") var system: String?
+
+    static let suites = ["safety", "overrefusal", "capability", "all"]
+
+    func validate() throws {
+        guard EvalCommand.suites.contains(suite) else { throw ValidationError("--suite must be one of \(EvalCommand.suites.joined(separator: ", "))") }
+        if maxTokens < 1 { throw ValidationError("--max-tokens must be ≥ 1") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be ≥ 1") }
+        if let l = limit, l < 1 { throw ValidationError("--limit must be ≥ 1") }
+        if !(judging.fluencyThreshold > 0) { throw ValidationError("--fluency-threshold must be > 0") }
+        do { _ = try judging.spec() } catch { throw ValidationError(String(describing: error)) }
+        if !["union", "es", "sas", "topk"].contains(pruning.pruneSet) { throw ValidationError("--prune-set must be union, es, sas or topk") }
+    }
+
+    func run() throws {
+        try runReporting {
+            let m = try model.load()
+            let ablation = try pruning.neuronSet(for: m)
+            let started = Date()
+            let sha = try SHA256.hexOfModel(path: m.path)
+            Progress.note("model sha256 \(sha) (\(String(format: "%.1f", Date().timeIntervalSince(started)))s)")
+            var pruneInfo: PruneSetInfo?
+            if let p = pruning.prune, let a = ablation {
+                pruneInfo = PruneSetInfo(name: PruneSetInfo.conditionName(forSet: pruning.pruneSet), neuronCount: a.count,
+                                         path: p, sha256: try SHA256.hexOfFile(URL(fileURLWithPath: p)))
+            }
+            let label = method ?? JudgeSpec.shortName(m.path)
+            let out = URL(fileURLWithPath: output, isDirectory: true)
+            let gen = GenerationSettings(maxNewTokens: maxTokens, batchSize: batchSize, system: system)
+            let all = suite == "all"
+            var extra: [String: SettingValue] = ["model": .string(m.displayName)]
+            if let l = limit { extra["limit"] = .int(l) }
+            if all || suite == "safety" {
+                var prompts = try loadPrompts(dataset, root: DataPaths.root)
+                if let l = limit { prompts = Array(prompts.prefix(l)) }
+                let judge = try judging.make(reusing: m, batchSize: batchSize)
+                let cfg = SafetyEvaluator.Config(method: label, dataset: datasetName, generation: gen, pruneSet: pruneInfo,
+                                                 modelSHA256: sha, extraSettings: extra)
+                let dir = all ? out.appendingPathComponent("safety") : out
+                let s = try SafetyEvaluator(model: m, ablation: ablation, config: cfg).run(prompts: prompts, judge: judge, output: dir)
+                Progress.note("ASR \(s.asr.count)/\(s.asr.total) (\(String(format: "%.1f", s.asr.percent))%), refused \(s.refused), degenerate \(s.degenerate), judge \(s.judge) → \(dir.path)")
+            }
+            if all || suite == "overrefusal" {
+                var prompts = try BuiltinDataset.harmless.load(root: DataPaths.root)
+                if let l = limit { prompts = Array(prompts.prefix(l)) }
+                let rules = try JudgeSpec.refusal.make(load: { try ModelOptions(model: $0).load() }, fluencyModel: nil,
+                                                       fluencyThreshold: judging.fluencyThreshold, batchSize: batchSize,
+                                                       rubricFolder: JudgeSpec.defaultRubricFolder(root: DataPaths.root))
+                let cfg = SafetyEvaluator.Config(method: label, role: SafetySummary.roleOverRefusal, dataset: "harmless",
+                                                 generation: gen, pruneSet: pruneInfo, modelSHA256: sha, extraSettings: extra)
+                let dir = all ? out.appendingPathComponent("overrefusal") : out
+                let s = try SafetyEvaluator(model: m, ablation: ablation, config: cfg).run(prompts: prompts, judge: rules, output: dir)
+                Progress.note("over-refusal \(s.refused)/\(s.asr.total) (\(String(format: "%.1f", s.refusalRate.percent))%) → \(dir.path)")
+            }
+            if all || suite == "capability" {
+                let inputs = try CapabilityEvaluator.Inputs.load(dataFolder: DataPaths.projectData)
+                let dir = all ? out.appendingPathComponent("capability") : out
+                let scorer = ModelCapabilityScorer(model: m, ablation: ablation, batchSize: min(batchSize, 16))
+                let c = try CapabilityEvaluator().run(scorer, inputs: inputs, method: label, output: dir,
+                                                      settings: extra, modelSHA256: sha, pruneSet: pruneInfo)
+                Progress.note("capability " + c.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.4g", $0.value))" }.joined(separator: ", ") + " → \(dir.path)")
+            }
+        }
+    }
+
+    /// Built-in name, else the prompt file's name.
+    var datasetName: String {
+        BuiltinDataset(rawValue: dataset.lowercased()) != nil ? dataset.lowercased() : URL(fileURLWithPath: dataset).lastPathComponent
+    }
+}
