@@ -242,7 +242,7 @@ public final class RunPipeline {
     func capability(method: String, model: String) throws -> [String: Any] {
         let out = path("capability/\(method)")
         try runner.command("capability \(method)", outputs: [out + "/capability/summary.json"],
-                           ["eval", "--model", model, "--output", out + "/capability", "--suite", "capability"])
+                           ["eval", "--model", model, "--output", out + "/capability", "--suite", "capability", "--no-gsm"])
         try runner.command("over-refusal \(method)", outputs: [out + "/overrefusal/summary.json"],
                            ["eval", "--model", model, "--output", out + "/overrefusal", "--suite", "overrefusal",
                             "--max-tokens", "\(config.eval.maxTokens)", "--batch-size", "\(config.eval.batchSize)"])

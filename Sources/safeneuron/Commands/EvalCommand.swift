@@ -60,6 +60,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Row label in reports (default: the model's file name).") var method: String?
     @Option(help: "Most new tokens per response.") var maxTokens = 256
     @Option(help: "Prompts decoded together.") var batchSize = 32
+    @Flag(help: "Capability suite without the generated GSM-style maths (perplexity and multiple choice only).")
+    var noGsm = false
     @Option(help: "Only the first N prompts.") var limit: Int?
     @Option(help: "A system message before each prompt.") var system: String?
 
@@ -116,7 +118,8 @@ struct EvalCommand: ParsableCommand {
                 Progress.note("over-refusal \(s.refused)/\(s.asr.total) (\(String(format: "%.1f", s.refusalRate.percent))%) → \(dir.path)")
             }
             if all || suite == "capability" {
-                let inputs = try CapabilityEvaluator.Inputs.load(dataFolder: DataPaths.projectData)
+                var inputs = try CapabilityEvaluator.Inputs.load(dataFolder: DataPaths.projectData)
+                if noGsm { inputs.gsm = [] }
                 let dir = all ? out.appendingPathComponent("capability") : out
                 let scorer = ModelCapabilityScorer(model: m, ablation: ablation, batchSize: min(batchSize, 16))
                 let c = try CapabilityEvaluator().run(scorer, inputs: inputs, method: label, output: dir,
