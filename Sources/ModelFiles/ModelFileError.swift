@@ -29,7 +29,7 @@ public struct ModelFileError: Error, CustomStringConvertible, Equatable {
     }
 
     public var description: String {
-        let name = (path as NSString).lastPathComponent
+        let name = path
         // Reasons quote names read from the file; keep the message one line whatever those bytes are.
         let r = reason.replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\r", with: "\\r")
         if let offset { return "\(name): offset \(offset): \(r)" }
