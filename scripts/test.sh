@@ -12,11 +12,12 @@ set +e
 swift test -c release -Xswiftc -enable-testing --disable-swift-testing "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-summary=$(grep -E "Executed [0-9]+ tests?, with" "$log" | tail -n 1)
+summary=$(grep -E "Executed [0-9]+ tests?, with" "$log" | tail -n 1 || true)
 if [ -n "$summary" ]; then
-  total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
-  failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
-  skipped=$(echo "$summary" | sed -nE 's/.*with ([0-9]+) tests? skipped.*/\1/p')
-  echo "tests: $((total - failed - ${skipped:-0})) passed, $failed failed, ${skipped:-0} skipped"
+  total=$(echo "$summary" | sed -nE 's/.*Executed ([0-9]+) tests?.*/\1/p')
+  failed=$(echo "$summary" | sed -nE 's/.* ([0-9]+) failures?.*/\1/p')
+  skipped=$(echo "$summary" | sed -nE 's/.* ([0-9]+) tests? skipped.*/\1/p')
+  total=${total:-0}; failed=${failed:-0}; skipped=${skipped:-0}
+  echo "tests: $((total - failed - skipped)) passed, $failed failed, $skipped skipped"
 fi
 exit "$status"
