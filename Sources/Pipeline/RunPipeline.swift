@@ -209,17 +209,21 @@ public final class RunPipeline {
     func attack(method: String, model: String, attackDir: String) throws -> [String: Any] {
         let c = config
         let nf = try NeuronsFile.read(from: URL(fileURLWithPath: attackDir + "/neurons.json"))
-        var cells: [(name: String, prune: [String])] = [("ori", [])]
-        cells.append(("es", nf.counts.es > 0 ? ["--prune", attackDir + "/neurons.json", "--prune-set", "es"] : []))
-        cells.append(("sas", nf.counts.sas > 0 ? ["--prune", attackDir + "/neurons.json", "--prune-set", "sas"] : []))
-        cells.append(("full", nf.counts.union > 0 ? ["--prune", attackDir + "/neurons.json", "--prune-set", "union"] : []))
+        // Each cell: its prune arguments and the neurons they zero. Cells that zero the same neurons (e.g.
+        // FULL = SAS when ES is empty, ES = ORI when ES is empty) share one evaluation.
+        var cells: [(name: String, prune: [String], neurons: [[Int]])] = [("ori", [], [])]
+        for (name, set, pairs) in [("es", "es", nf.sets.es), ("sas", "sas", nf.sets.sas), ("full", "union", nf.sets.union)] {
+            cells.append((name, pairs.isEmpty ? [] : ["--prune", attackDir + "/neurons.json", "--prune-set", set], pairs))
+        }
         for k in c.eval.topk.sorted() where k > 0 {
-            cells.append(("top\(k)", ["--prune", try topKFile(from: attackDir, k: k), "--prune-set", "topk"]))
+            let file = try topKFile(from: attackDir, k: k)
+            let pairs = try NeuronsFile.read(from: URL(fileURLWithPath: file)).sets.topk ?? []
+            cells.append(("top\(k)", ["--prune", file, "--prune-set", "topk"], pairs))
         }
         var counts: [String: [String: Int]] = [:]
-        var done: [String: [String: Int]] = [:]   // identical prune arguments share one evaluation
+        var done: [[[Int]]: [String: Int]] = [:]
         for cell in cells {
-            let key = cell.prune.joined(separator: " ")
+            let key = cell.neurons
             if let same = done[key] { counts[cell.name] = same; continue }
             let out = attackDir + "/eval/\(cell.name)"
             var args = ["eval", "--model", model, "--output", out, "--suite", "safety", "--dataset", c.eval.dataset,
