@@ -48,7 +48,11 @@ public final class StageRunner {
     /// Runs this executable with `arguments`, passing stderr through; throws on a non-zero exit.
     public static func runSelf(_ arguments: [String]) throws {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        // A rebuilt binary replaces ours on disk mid-run; the kernel then reports our path as "… (deleted)",
+        // and the new binary at that path is the one to run.
+        var exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        if exe.hasSuffix(" (deleted)") { exe = String(exe.dropLast(" (deleted)".count)) }
+        p.executableURL = URL(fileURLWithPath: exe)
         p.arguments = arguments
         p.standardInput = FileHandle.nullDevice
         try p.run()
