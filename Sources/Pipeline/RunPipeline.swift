@@ -79,7 +79,9 @@ public final class RunPipeline {
             results[method] = entry
         }
 
-        let wall = Date().timeIntervalSince(started)
+        // Stages finished by earlier (resumed) invocations count too: the total is the sum of all stage times.
+        let wall = max(Date().timeIntervalSince(started),
+                       runner.stageTimes.reduce(0) { $0 + (($1["seconds"] as? Double) ?? 0) })
         try RunReport.write(config: config, runDir: dir, methods: results, stageTimes: runner.stageTimes, wallSeconds: wall)
         Progress.note("run: results → \(path("results.json")), report → \(path("report.md")), \(path("report.html"))")
     }
