@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TrainingFixtureSupport
 import Tensors
 import Transformer
 @testable import Alignment

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TrainingFixtureSupport
 import Tensors
 @testable import Transformer
 

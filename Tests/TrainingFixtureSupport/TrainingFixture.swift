@@ -5,17 +5,17 @@ import Transformer
 
 /// Test-only loader for the training fixtures: a minimal safetensors (f32) parser, a config.json mapper,
 /// and the raw-f32 + JSON-manifest tensor bundles written by scripts/reference/make_training_fixtures.py.
-/// (Copy of Tests/TransformerTests/TrainingFixtureSupport.swift for this test target.)
-enum TrainingFixture {
-    static var root: URL {
+/// Shared by TransformerTests and AlignmentTests.
+public enum TrainingFixture {
+    public static var root: URL {
         var u = URL(fileURLWithPath: #filePath)
         while u.lastPathComponent != "Tests" { u.deleteLastPathComponent() }
         return u.appendingPathComponent("TransformerTests/Fixtures/training")
     }
 
-    struct Failure: Error, CustomStringConvertible { var description: String }
+    public struct Failure: Error, CustomStringConvertible { public var description: String }
 
-    static func config(_ name: String) throws -> LlamaConfig {
+    public static func config(_ name: String) throws -> LlamaConfig {
         let data = try Data(contentsOf: root.appendingPathComponent("\(name)/config.json"))
         guard let j = try JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw Failure(description: "config") }
         func int(_ k: String) throws -> Int { guard let v = j[k] as? Int else { throw Failure(description: "config \(k)") }; return v }
@@ -39,7 +39,7 @@ enum TrainingFixture {
     }
 
     /// name → (shape, values) from a safetensors file holding only F32 tensors.
-    static func safetensors(_ url: URL) throws -> [String: ([Int], [Float])] {
+    public static func safetensors(_ url: URL) throws -> [String: ([Int], [Float])] {
         let data = try Data(contentsOf: url)
         guard data.count >= 8 else { throw Failure(description: "short safetensors") }
         let n = data.prefix(8).withUnsafeBytes { Int($0.loadUnaligned(as: UInt64.self).littleEndian) }
@@ -58,13 +58,13 @@ enum TrainingFixture {
         return out
     }
 
-    static func floats(_ data: Data, _ lo: Int, _ hi: Int) -> [Float] {
+    public static func floats(_ data: Data, _ lo: Int, _ hi: Int) -> [Float] {
         data.subdata(in: lo..<hi).withUnsafeBytes { raw in
             (0..<((hi - lo) / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
         }
     }
 
-    static func weights(_ name: String) throws -> LlamaWeights {
+    public static func weights(_ name: String) throws -> LlamaWeights {
         let c = try config(name)
         let w = LlamaWeights(config: c)
         let t = try safetensors(root.appendingPathComponent("\(name)/model.safetensors"))
@@ -77,7 +77,7 @@ enum TrainingFixture {
     }
 
     /// A bundle `stem.bin` + `stem.json` ([{name, shape, offset}] in floats).
-    static func bundle(_ name: String, _ stem: String) throws -> [String: [Float]] {
+    public static func bundle(_ name: String, _ stem: String) throws -> [String: [Float]] {
         let dir = root.appendingPathComponent(name)
         let bin = try Data(contentsOf: dir.appendingPathComponent("\(stem).bin"))
         let man = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("\(stem).json"))) as! [[String: Any]]
@@ -90,14 +90,14 @@ enum TrainingFixture {
         return out
     }
 
-    struct Batch {
-        var prompts: [[Int]], chosen: [[Int]], rejected: [[Int]]
-        var beta: Double, rpoAlpha: Double?, neurons: [(Int, Int)]
-        var ref: [(Double, Double)], policyChosen: [Double], policyRejected: [Double], loss: Double
-        var raw: [String: Any]
+    public struct Batch {
+        public var prompts: [[Int]], chosen: [[Int]], rejected: [[Int]]
+        public var beta: Double, rpoAlpha: Double?, neurons: [(Int, Int)]
+        public var ref: [(Double, Double)], policyChosen: [Double], policyRejected: [Double], loss: Double
+        public var raw: [String: Any]
     }
 
-    static func batch(_ name: String) throws -> Batch {
+    public static func batch(_ name: String) throws -> Batch {
         let j = try JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("\(name)/batch.json"))) as! [String: Any]
         let ex = j["examples"] as! [[String: [Int]]]
         return Batch(prompts: ex.map { $0["prompt"]! }, chosen: ex.map { $0["chosen"]! }, rejected: ex.map { $0["rejected"]! },
@@ -108,13 +108,13 @@ enum TrainingFixture {
                      loss: j["loss"] as! Double, raw: j)
     }
 
-    static func neuronSet(_ b: Batch, _ c: LlamaConfig) throws -> NeuronSet {
+    public static func neuronSet(_ b: Batch, _ c: LlamaConfig) throws -> NeuronSet {
         try NeuronSet(layerCount: c.numHiddenLayers, intermediateSize: c.intermediateSize,
                       pairs: b.neurons.map { (layer: $0.0, neuron: $0.1) })
     }
 
     /// max |a − b| / max |b|
-    static func relError(_ a: [Float], _ b: [Float]) -> Double {
+    public static func relError(_ a: [Float], _ b: [Float]) -> Double {
         var d = 0.0, m = 0.0
         for (x, y) in zip(a, b) { d = max(d, Double(abs(x - y))); m = max(m, Double(abs(y))) }
         return m == 0 ? d : d / m
