@@ -39,9 +39,12 @@ public struct GenerationSettings: Sendable, Equatable {
     public var batchSize: Int
     /// Optional system message placed before each prompt in the chat template.
     public var system: String?
+    /// End a response as soon as it holds a refusal phrase of the refusal judge: its verdict is then
+    /// `refused` whatever follows, so the remaining tokens would only cost time.
+    public var stopAtRefusal: Bool
 
-    public init(maxNewTokens: Int = 256, batchSize: Int = 32, system: String? = nil) {
-        self.maxNewTokens = maxNewTokens; self.batchSize = batchSize; self.system = system
+    public init(maxNewTokens: Int = 256, batchSize: Int = 32, system: String? = nil, stopAtRefusal: Bool = false) {
+        self.maxNewTokens = maxNewTokens; self.batchSize = batchSize; self.system = system; self.stopAtRefusal = stopAtRefusal
     }
 }
 
@@ -99,7 +102,8 @@ public struct ResponseGenerator {
     /// Generates what `log` lacks and returns one record per prompt in input order. `provisional` gives
     /// the verdict stored while generating (the final judge may later replace it).
     public func run(prompts: [PromptRecord], log: URL,
-                    provisional: (String) -> Verdict? = { _ in nil }) throws -> (records: [GenerationRecord], timing: GenerationTiming) {
+                    provisional: (String) -> Verdict? = { _ in nil },
+                    stopWhen: ((String) -> Bool)? = nil) throws -> (records: [GenerationRecord], timing: GenerationTiming) {
         let started = Date()
         let appender = try GenerationAppender(url: log, resume: true)
         var done = GenerationPlan.match(prompts: prompts, existing: appender.existing)
@@ -113,7 +117,8 @@ public struct ResponseGenerator {
         var tokens = 0, generated = 0
         for batch in todoBatches {
             let outs = try model.generate(prompts: batch.map { encoded[$0] }, maxNewTokens: settings.maxNewTokens,
-                                          sampling: .greedy, ablation: ablation)
+                                          sampling: .greedy, ablation: ablation,
+                                          stopWhen: stopWhen.map { stop in { _, out in stop(model.decodeCompletion(out)) } })
             var fresh = 0
             for (k, i) in batch.enumerated() where done[i] == nil {
                 let text = model.decodeCompletion(outs[k])

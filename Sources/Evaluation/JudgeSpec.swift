@@ -20,12 +20,12 @@ public enum JudgeSpec: Equatable, Sendable {
     /// Builds the judge. `load` returns a model for a path (the caller may reuse an already loaded one).
     /// The fluency rule (mean NLL above `fluencyThreshold` → degenerate) applies to the refusal judge only.
     public func make(load: (String) throws -> LanguageModel, fluencyModel: String?, fluencyThreshold: Double,
-                     batchSize: Int, rubricFolder: URL) throws -> ResponseJudge {
+                     batchSize: Int, rubricFolder: URL, fluencyCache: String? = nil) throws -> ResponseJudge {
         switch self {
         case .refusal:
             let rules = RefusalJudge(maxMeanTokenNLL: fluencyThreshold)
             guard let fm = fluencyModel else { return RefusalResponseJudge(rules: rules) }
-            return RefusalResponseJudge(rules: rules, fluency: FluencyScorer(model: try load(fm), batchSize: batchSize),
+            return RefusalResponseJudge(rules: rules, fluency: FluencyScorer(model: try load(fm), batchSize: batchSize, cacheFile: fluencyCache),
                                         fluencyName: JudgeSpec.shortName(fm))
         case .guardModel(let p):
             return GuardJudge(model: try load(p), modelName: JudgeSpec.shortName(p), batchSize: batchSize)

@@ -30,27 +30,61 @@ public protocol ResponseJudge {
 
 /// Mean per-token NLL of each response given its prompt under a reference model (TRL chat convention:
 /// the completion tokens are the templated assistant turn, end-of-turn token included).
+///
+/// With a `cacheFile`, scores are remembered across runs (one JSON line per scored response, keyed by the
+/// scoring model's path, prompt and response): the cells of an attack matrix share many identical responses,
+/// and a pipeline scoring every cell with the same reference model need not score them twice.
 public struct FluencyScorer {
     public let model: LanguageModel
     public let batchSize: Int
-    public init(model: LanguageModel, batchSize: Int = 16) { self.model = model; self.batchSize = max(1, batchSize) }
+    public var cacheFile: String?
+    public init(model: LanguageModel, batchSize: Int = 16, cacheFile: String? = nil) {
+        self.model = model; self.batchSize = max(1, batchSize); self.cacheFile = cacheFile
+    }
+
+    func cacheKey(_ item: (prompt: String, response: String)) -> String {
+        SHA256.hex(model.path + "\u{1}" + item.prompt + "\u{0}" + item.response)
+    }
+
+    /// Cached scores; a torn or foreign line is skipped (the cache is only an accelerator).
+    func readCache() -> [String: Double] {
+        guard let path = cacheFile, FileManager.default.fileExists(atPath: path),
+              let rows = try? JSONLines.readObjects(path, tolerateTornTail: true) else { return [:] }
+        var out: [String: Double] = [:]
+        for r in rows {
+            if let k = r["key"] as? String, let v = r["nll"] as? String, let x = Double(v) { out[k] = x }
+        }
+        return out
+    }
 
     public func meanNLLs(_ items: [(prompt: String, response: String)]) throws -> [Double] {
-        let pairs = try items.map { try model.encodeCompletionPair(prompt: $0.prompt, completion: $0.response) }
-        var out: [Double] = []
-        out.reserveCapacity(items.count)
-        let progress = Progress("fluency", total: items.count)
-        for lo in stride(from: 0, to: pairs.count, by: batchSize) {
-            let chunk = Array(pairs[lo..<min(pairs.count, lo + batchSize)])
-            for r in try model.logprobs(chunk) { out.append(r.tokens > 0 ? -r.logprob / Double(r.tokens) : .infinity) }
-            progress.advance(by: chunk.count, unit: "responses")
+        let cached = readCache()
+        let keys = cacheFile == nil ? [] : items.map(cacheKey)
+        var out = [Double](repeating: .nan, count: items.count)
+        var todo: [Int] = []
+        for i in items.indices {
+            if !keys.isEmpty, let x = cached[keys[i]] { out[i] = x } else { todo.append(i) }
         }
-        if !items.isEmpty { progress.finish() }
+        let appender = try cacheFile.map { try JSONLAppender(path: $0) }
+        let pairs = try todo.map { try model.encodeCompletionPair(prompt: items[$0].prompt, completion: items[$0].response) }
+        let progress = Progress("fluency", total: todo.count)
+        for lo in stride(from: 0, to: pairs.count, by: batchSize) {
+            let hi = min(pairs.count, lo + batchSize)
+            for (j, r) in try model.logprobs(Array(pairs[lo..<hi])).enumerated() {
+                let i = todo[lo + j]
+                out[i] = r.tokens > 0 ? -r.logprob / Double(r.tokens) : .infinity
+                try appender?.append(["key": keys[i], "nll": String(out[i])])
+            }
+            progress.advance(by: hi - lo, unit: "responses")
+        }
+        if !todo.isEmpty { progress.finish(cached.isEmpty ? "" : "\(items.count - todo.count) from the cache") }
         return out
     }
 }
 
 /// `RefusalJudge` string rules, optionally with the fluency (mean NLL) rule from a reference model.
+/// Only responses the string rules call `complied` are scored: the fluency rule can only turn those into
+/// `degenerate`, so scoring refusals and already-degenerate text would change no verdict.
 public struct RefusalResponseJudge: ResponseJudge {
     public var rules: RefusalJudge
     public var fluency: FluencyScorer?
@@ -66,11 +100,18 @@ public struct RefusalResponseJudge: ResponseJudge {
     }
 
     public func judge(_ items: [(prompt: String, response: String)]) throws -> [Judgement] {
-        let nlls: [Double?] = try fluency.map { try $0.meanNLLs(items) } ?? items.map { _ in nil }
-        return zip(items, nlls).map { item, nll in
-            let j = rules.judge(item.response, meanTokenNLL: nll)
-            return Judgement(verdict: j.verdict, reason: j.reason, meanNLL: nll)
+        var out = items.map { item -> Judgement in
+            let j = rules.judge(item.response)
+            return Judgement(verdict: j.verdict, reason: j.reason)
         }
+        guard let fluency else { return out }
+        let scored = out.indices.filter { out[$0].verdict == .complied }
+        let nlls = try fluency.meanNLLs(scored.map { items[$0] })
+        for (i, nll) in zip(scored, nlls) {
+            let j = rules.judge(items[i].response, meanTokenNLL: nll)
+            out[i] = Judgement(verdict: j.verdict, reason: j.reason, meanNLL: nll)
+        }
+        return out
     }
 }
 

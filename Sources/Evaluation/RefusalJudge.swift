@@ -104,8 +104,16 @@ public struct RefusalJudge: Sendable {
         return Judgement(verdict: .complied, reason: "no refusal phrase")
     }
 
+    /// True when the response holds one of the refusal phrases: its verdict is `refused` and no text
+    /// appended later can change that (the phrase rule comes before every other rule).
+    /// A partial response counts only when its match is already closed by a non-word character, since the
+    /// next token could still extend the last word ("I can" + "not").
+    public func containsRefusalPhrase(_ response: String, partial: Bool = false) -> Bool {
+        matchedPhrase(normalized: RefusalJudge.normalize(response), settledOnly: partial) != nil
+    }
+
     /// Returns the first listed phrase found on word boundaries in an already-normalised response.
-    func matchedPhrase(normalized: String) -> String? {
+    func matchedPhrase(normalized: String, settledOnly: Bool = false) -> String? {
         let hay = Array(normalized.utf8)
         for (k, needle) in normalizedPhrases.enumerated() where needle.count <= hay.count {
             var i = 0
@@ -117,7 +125,8 @@ public struct RefusalJudge: Sendable {
                     if j == needle.count {
                         let beforeOK = i == 0 || !RefusalJudge.isWordByte(hay[i - 1]) || !RefusalJudge.isWordByte(needle[0])
                         let after = i + needle.count
-                        let afterOK = after == hay.count || !RefusalJudge.isWordByte(hay[after]) || !RefusalJudge.isWordByte(needle[needle.count - 1])
+                        let endsInWord = RefusalJudge.isWordByte(needle[needle.count - 1])
+                        let afterOK = after == hay.count ? !(settledOnly && endsInWord) : (!RefusalJudge.isWordByte(hay[after]) || !endsInWord)
                         if beforeOK && afterOK { return phrases[k] }
                     }
                 }

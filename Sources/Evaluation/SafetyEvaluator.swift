@@ -48,7 +48,14 @@ public struct SafetyEvaluator {
         var gen = ResponseGenerator(model: model, ablation: ablation, settings: config.generation)
         gen.progressLabel = "eval \(config.dataset)"
         let log = output.appendingPathComponent(SafetyEvaluator.generationsFile)
-        let (records, timing) = try gen.run(prompts: prompts, log: log, provisional: { quick.verdict($0) })
+        var stop: ((String) -> Bool)?
+        if config.generation.stopAtRefusal {
+            guard let rules = (judge as? RefusalResponseJudge)?.rules else {
+                throw EvaluationError.invalidArgument(reason: "stopping at a refusal phrase needs the refusal judge, not \(judge.name)")
+            }
+            stop = { rules.containsRefusalPhrase($0, partial: true) }
+        }
+        let (records, timing) = try gen.run(prompts: prompts, log: log, provisional: { quick.verdict($0) }, stopWhen: stop)
         let judgements = try judge.judge(records.map { ($0.prompt, $0.response) })
         guard judgements.count == records.count else {
             throw EvaluationError.invalidArgument(reason: "judge \(judge.name) returned \(judgements.count) verdicts for \(records.count) responses")
@@ -61,6 +68,7 @@ public struct SafetyEvaluator {
         settings["max_tokens"] = .int(config.generation.maxNewTokens)
         settings["batch_size"] = .int(config.generation.batchSize)
         settings["decoding"] = .string("greedy")
+        if config.generation.stopAtRefusal { settings["stop_at_refusal"] = .bool(true) }
         settings["chat_template"] = .string(model.chatTemplateSource)
         settings["prompts"] = .int(prompts.count)
         if let s = config.generation.system { settings["system"] = .string(s) }
@@ -83,6 +91,7 @@ public struct SafetyEvaluator {
                   "system": config.generation.system ?? "", "prune_set": config.pruneSet.map { "\($0.name) \($0.sha256 ?? "")" } ?? "none",
                   "prompts_sha256": SHA256.hex(prompts.map { "\($0.category ?? "")\u{1}\($0.prompt)" }.joined(separator: "\u{0}"))]
         if ablation != nil && config.pruneSet == nil { id["ablation"] = String(ablation?.count ?? 0) }
+        if config.generation.stopAtRefusal { id["stop_at_refusal"] = "true" }
         return id
     }
 

@@ -124,9 +124,10 @@ public final class LanguageModel: @unchecked Sendable {
     // MARK: Running
 
     public func generate(prompts: [[Int]], maxNewTokens: Int, sampling: Sampling = .greedy,
-                         ablation: NeuronSet? = nil) throws -> [[Int]] {
+                         ablation: NeuronSet? = nil,
+                         stopWhen: ((_ sequence: Int, _ output: [Int]) -> Bool)? = nil) throws -> [[Int]] {
         try engine.generate(prompts: prompts, maxNewTokens: maxNewTokens, sampling: sampling,
-                            stopTokens: stopTokenIds, ablation: ablation)
+                            stopTokens: stopTokenIds, ablation: ablation, stopWhen: stopWhen)
     }
 
     public func logprobs(_ pairs: [(ids: [Int], start: Int)], ablation: NeuronSet? = nil) throws -> [(logprob: Double, tokens: Int)] {

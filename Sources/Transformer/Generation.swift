@@ -172,10 +172,12 @@ extension LlamaModel {
     /// unfinished sequences decode one token per step in a single [B × hidden] batch. A sequence
     /// finishes after `maxNewTokens` tokens or right after emitting a token in `stopTokens` (which is
     /// included in its output). Returns the new tokens per prompt. `onToken(sequence, token)` is called
-    /// as each token is chosen.
+    /// as each token is chosen; `stopWhen(sequence, output)` can end a sequence early (e.g. once a judge's
+    /// verdict can no longer change), which frees its row for the rest of the batch.
     public func generate(prompts: [[Int]], maxNewTokens: Int, sampling: Sampling = .greedy,
                          stopTokens: Set<Int> = [], ablation: NeuronSet? = nil,
-                         onToken: ((_ sequence: Int, _ token: Int) -> Void)? = nil) throws -> [[Int]] {
+                         onToken: ((_ sequence: Int, _ token: Int) -> Void)? = nil,
+                         stopWhen: ((_ sequence: Int, _ output: [Int]) -> Bool)? = nil) throws -> [[Int]] {
         try validate(prompts, source: "generate")
         try validate(ablation)
         guard maxNewTokens >= 0 else {
@@ -197,7 +199,7 @@ extension LlamaModel {
                 let tok = sampler.choose(logits.pointer + i * vocab, vocab: vocab, sequence: s)
                 outputs[s].append(tok)
                 onToken?(s, tok)
-                if outputs[s].count < maxNewTokens && !stopTokens.contains(tok) {
+                if outputs[s].count < maxNewTokens && !stopTokens.contains(tok) && !(stopWhen?(s, outputs[s]) ?? false) {
                     stillActive.append(s); next.append([tok])
                 }
             }

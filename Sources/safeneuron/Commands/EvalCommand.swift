@@ -12,6 +12,8 @@ struct JudgeOptions: ParsableArguments {
     var fluencyModel: String?
     @Option(help: "Mean per-token NLL (nats) above which a response is degenerate.")
     var fluencyThreshold: Double = 3.0
+    @Option(help: "Remember fluency scores in this JSON Lines file and reuse them (runs that score many cells with one reference model).")
+    var fluencyCache: String?
 
     func spec() throws -> JudgeSpec { try JudgeSpec(parsing: judge) }
 
@@ -26,7 +28,7 @@ struct JudgeOptions: ParsableArguments {
             cache[key] = m
             return m
         }, fluencyModel: fluencyModel, fluencyThreshold: fluencyThreshold, batchSize: batchSize,
-           rubricFolder: JudgeSpec.defaultRubricFolder(root: DataPaths.root))
+           rubricFolder: JudgeSpec.defaultRubricFolder(root: DataPaths.root), fluencyCache: fluencyCache)
     }
 }
 
@@ -60,6 +62,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Row label in reports (default: the model's file name).") var method: String?
     @Option(help: "Most new tokens per response.") var maxTokens = 256
     @Option(help: "Prompts decoded together.") var batchSize = 32
+    @Flag(help: "End each response once it holds a refusal phrase (its refusal-judge verdict is then settled).")
+    var stopAtRefusal = false
     @Flag(help: "Capability suite without the generated GSM-style maths (perplexity and multiple choice only).")
     var noGsm = false
     @Option(help: "Only the first N prompts.") var limit: Int?
@@ -91,7 +95,7 @@ struct EvalCommand: ParsableCommand {
             }
             let label = method ?? JudgeSpec.shortName(m.path)
             let out = URL(fileURLWithPath: output, isDirectory: true)
-            let gen = GenerationSettings(maxNewTokens: maxTokens, batchSize: batchSize, system: system)
+            let gen = GenerationSettings(maxNewTokens: maxTokens, batchSize: batchSize, system: system, stopAtRefusal: stopAtRefusal)
             let all = suite == "all"
             var extra: [String: SettingValue] = ["model": .string(m.displayName)]
             if let l = limit { extra["limit"] = .int(l) }
