@@ -175,10 +175,15 @@ public final class DPOTrainer {
 
     /// Reference log-probs of the initial policy, with and (when an ablation can happen) without ablation.
     /// Called by the first `trainStep` automatically; a resumed trainer restores them from the checkpoint.
-    public func computeReferenceLogProbs() throws {
+    /// `known[state]` supplies a state's log-probs from a cache instead of a forward pass.
+    public func computeReferenceLogProbs(known: [Int: (chosen: [Double], rejected: [Double])] = [:]) throws {
         if !refChosen.isEmpty { return }
-        let states: [NeuronSet?] = (config.ablation == .none || ablationSet == nil || !config.referenceAblated) ? [nil] : [nil, ablationSet]
-        for st in states {
+        for (state, st) in referenceStates.enumerated() {
+            if let k = known[state], k.chosen.count == pairs.count, k.rejected.count == pairs.count,
+               k.chosen.allSatisfy(\.isFinite), k.rejected.allSatisfy(\.isFinite) {
+                refChosen.append(k.chosen); refRejected.append(k.rejected)
+                continue
+            }
             var rc = [Double](), rr = [Double]()
             var i = 0
             while i < pairs.count {
@@ -190,6 +195,11 @@ public final class DPOTrainer {
             }
             refChosen.append(rc); refRejected.append(rr)
         }
+    }
+
+    /// The reference states: intact, plus ablated when the policy is ever ablated against an ablated reference.
+    public var referenceStates: [NeuronSet?] {
+        (config.ablation == .none || ablationSet == nil || !config.referenceAblated) ? [nil] : [nil, ablationSet]
     }
 
     /// Reference Σ logp per example, [state][example] (state 0 intact, 1 ablated when present); empty before

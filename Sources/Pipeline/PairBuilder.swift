@@ -19,7 +19,10 @@ public struct PairSettings: Sendable {
 ///   refused, else one of our written refusals; rejected = the model's own compliant answer, generated with
 ///   the safety neurons pruned where the intact model refuses (pairs with no compliant answer are dropped);
 /// - harmless prompt: chosen = the model's own helpful answer (dropped if it refused or degenerated);
-///   rejected = a written refusal, which teaches the model not to over-refuse.
+///   rejected = a written over-refusal (data/overrefusals.txt), which teaches the model not to over-refuse.
+///   The over-refusals are worded apart from the safety refusals: drawn from the same list, the refusal
+///   texts would sit on the rejected side of the 70% general pairs far more often than on the chosen side of
+///   the 30% safety pairs, and DPO then learns "never refuse" instead of "refuse what is harmful".
 public enum PairBuilder {
     public struct Outcome {
         public var pairs: [[String: Any]]
@@ -27,8 +30,9 @@ public enum PairBuilder {
     }
 
     public static func build(model: LanguageModel, harmful: [String], harmless: [String], refusals: [String],
-                             rejectedAblation: NeuronSet?, settings s: PairSettings) throws -> Outcome {
+                             overRefusals: [String], rejectedAblation: NeuronSet?, settings s: PairSettings) throws -> Outcome {
         guard !refusals.isEmpty else { throw RuntimeError.invalidArgument("pairs: the refusal list is empty") }
+        guard !overRefusals.isEmpty else { throw RuntimeError.invalidArgument("pairs: the over-refusal list is empty") }
         var rng = SeededGenerator(seed: s.seed, stream: 7)
         let wantSafety = Int((Double(s.count) * s.safetyFraction).rounded())
         let wantGeneral = s.count - wantSafety
@@ -89,7 +93,7 @@ public enum PairBuilder {
             for i in prompts.indices {
                 guard judge.verdict(answers[i]) == .complied else { stats["general_dropped_not_helpful", default: 0] += 1; continue }
                 general.append(["prompt": prompts[i], "chosen": answers[i],
-                                "rejected": refusals[Int.random(in: 0..<refusals.count, using: &rng)],
+                                "rejected": overRefusals[Int.random(in: 0..<overRefusals.count, using: &rng)],
                                 "kind": "general", "chosen_source": "model", "rejected_source": "written"])
                 progress.advance(unit: "pairs")
                 if general.count == wantGeneral { break }
@@ -103,9 +107,9 @@ public enum PairBuilder {
         return Outcome(pairs: pairs, stats: stats)
     }
 
-    /// Our written refusals (data/refusals.txt), one per line.
-    public static func writtenRefusals() throws -> [String] {
-        let path = DataPaths.projectData.appendingPathComponent("refusals.txt").path
+    /// Our written refusals (data/refusals.txt, or `file` there), one per line; `#` starts a comment line.
+    public static func writtenRefusals(file: String = "refusals.txt") throws -> [String] {
+        let path = DataPaths.projectData.appendingPathComponent(file).path
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw RuntimeError.missingFile(path: path) }
         return text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
     }

@@ -150,7 +150,7 @@ public final class RunPipeline {
                  "--lr", "\(c.train.learningRate)", "--weight-decay", "\(c.train.weightDecay)", "--schedule", c.train.schedule,
                  "--warmup-steps", "\(c.train.warmupSteps)", "--epochs", "\(c.train.epochs)", "--batch-size", "\(c.train.batchSize)",
                  "--max-length", "\(c.train.maxLength)", "--max-grad-norm", "\(c.train.maxGradNorm)", "--seed", "\(c.seed)",
-                 "--save-every", "\(c.train.saveEvery)", "--resume"] + extra)
+                 "--save-every", "\(c.train.saveEvery)", "--resume", "--reference-cache", path("reference-cache")] + extra)
         }
         switch method {
         case "dpo":
@@ -230,7 +230,8 @@ public final class RunPipeline {
             let out = attackDir + "/eval/\(cell.name)"
             var args = ["eval", "--model", model, "--output", out, "--suite", "safety", "--dataset", c.eval.dataset,
                         "--max-tokens", "\(c.eval.maxTokens)", "--batch-size", "\(c.eval.batchSize)",
-                        "--fluency-model", c.model, "--fluency-threshold", "\(c.eval.fluencyThreshold)"] + cell.prune
+                        "--fluency-model", c.model, "--fluency-threshold", "\(c.eval.fluencyThreshold)",
+                        "--fluency-cache", path("fluency-cache.jsonl"), "--stop-at-refusal"] + cell.prune
             if let l = c.eval.limit { args += ["--limit", "\(l)"] }
             try runner.command("eval \(method) \(cell.name)", outputs: [out + "/summary.json"], args)
             let v = try RunReport.verdictCounts(out + "/summary.json")
@@ -251,7 +252,7 @@ public final class RunPipeline {
                            ["eval", "--model", model, "--output", out + "/capability", "--suite", "capability", "--no-gsm"])
         try runner.command("over-refusal \(method)", outputs: [out + "/overrefusal/summary.json"],
                            ["eval", "--model", model, "--output", out + "/overrefusal", "--suite", "overrefusal",
-                            "--max-tokens", "\(config.eval.maxTokens)", "--batch-size", "\(config.eval.batchSize)"])
+                            "--max-tokens", "\(config.eval.maxTokens)", "--batch-size", "\(config.eval.batchSize)", "--stop-at-refusal"])
         return try RunReport.capabilityFields(capability: out + "/capability/summary.json", overrefusal: out + "/overrefusal/summary.json")
     }
 }

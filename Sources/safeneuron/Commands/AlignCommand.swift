@@ -1,5 +1,6 @@
 import Alignment
 import ArgumentParser
+import Evaluation
 import Foundation
 import Runtime
 import Transformer
@@ -53,6 +54,8 @@ struct AlignCommand: ParsableCommand {
     @Option(help: "Seed of the data order and ablation dropout.") var seed: UInt64 = 0
     @Option(help: "Write a checkpoint every N steps (0 = only at the end).") var saveEvery = 100
     @Flag(help: "Continue from OUTPUT.checkpoint/ (same settings required).") var resume = false
+    @Option(help: "A folder of reference log-probs shared between runs: one file per (model, pairs, max length, batch size, reference state), so runs on the same data skip the reference pass.")
+    var referenceCache: String?
 
     /// Every setting that determines the result; a resumed run must match it exactly.
     func settings(modelPath: String) -> [String: Any] {
@@ -176,8 +179,21 @@ struct AlignCommand: ParsableCommand {
             }
             if trainer.referenceLogProbs.chosen.isEmpty {
                 let t0 = Date()
-                try trainer.computeReferenceLogProbs()
+                let shared = try referenceCache.map { try sharedReferenceFiles(folder: $0, modelPath: m.path, examples: examples, states: trainer.referenceStates.count) } ?? []
+                var known: [Int: (chosen: [Double], rejected: [Double])] = [:]
+                for (state, file) in shared.enumerated() {
+                    if let d = fm.contents(atPath: file), let obj = try? JSONDecoder().decode([String: [Double]].self, from: d),
+                       let c = obj["chosen"], let r = obj["rejected"] {
+                        known[state] = (c, r)
+                        Progress.note("reference log-probs of state \(state) from \(file)")
+                    }
+                }
+                try trainer.computeReferenceLogProbs(known: known)
                 let ref = trainer.referenceLogProbs
+                for (state, file) in shared.enumerated() where known[state] == nil {
+                    try fm.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                    try AtomicFile.write(try JSONEncoder().encode(["chosen": ref.chosen[state], "rejected": ref.rejected[state]]), to: file)
+                }
                 try AtomicFile.write(try JSONEncoder().encode(["chosen": ref.chosen, "rejected": ref.rejected]), to: refPath)
                 Progress.note("reference log-probs of \(examples.count) pairs × \(ref.chosen.count) state(s) in \(String(format: "%.1f", Date().timeIntervalSince(t0)))s")
             }
@@ -245,6 +261,22 @@ struct AlignCommand: ParsableCommand {
     }
 
     /// Reads and tokenises the pairs; every error names file:line.
+    /// One cache file per reference state, named by a hash of everything the state's log-probs depend on:
+    /// the model's content, the tokenised pairs, truncation, batch size, and (ablated state) the neuron set.
+    func sharedReferenceFiles(folder: String, modelPath: String, examples: [PreferenceExample], states: Int) throws -> [String] {
+        var h = SHA256()
+        h.update(Data(try SHA256.hexOfModel(path: modelPath).utf8))
+        h.update(Data("\(maxLength) \(batchSize)".utf8))
+        for e in examples { h.update(Data("\(e.promptIds)|\(e.chosenIds)|\(e.rejectedIds)\n".utf8)) }
+        let base = h.hexDigest()
+        var ablated = SHA256()
+        ablated.update(Data(base.utf8))
+        if let neurons, let d = FileManager.default.contents(atPath: neurons) { ablated.update(d) }
+        ablated.update(Data(neuronSet.utf8))
+        let names = [base, ablated.hexDigest()]
+        return (0..<states).map { folder + "/" + String(names[$0].prefix(32)) + ($0 == 0 ? "-intact" : "-ablated") + ".json" }
+    }
+
     static func readPairs(_ path: String, model m: LanguageModel) throws -> [PreferenceExample] {
         guard let data = FileManager.default.contents(atPath: path) else { throw RuntimeError.missingFile(path: path) }
         var out: [PreferenceExample] = []

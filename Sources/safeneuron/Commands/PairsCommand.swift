@@ -12,7 +12,7 @@ struct PairsCommand: ParsableCommand {
         Harmful prompts: chosen = the model's own refusal under a safety system prompt when the refusal judge \
         agrees, else one of the written refusals in data/refusals.txt; rejected = the model's own compliant \
         answer, generated with the --neurons set pruned where the intact model refuses. Harmless prompts: \
-        chosen = the model's own answer, rejected = a written refusal (guards against over-refusal). Default mix \
+        chosen = the model's own answer, rejected = a written over-refusal from data/overrefusals.txt, worded apart from the safety refusals (guards against over-refusal). Default mix \
         30% safety / 70% general. StrongREJECT is never used here. Output lines: {"prompt", "chosen", "rejected", "kind", ...}.
         """)
 
@@ -45,7 +45,8 @@ struct PairsCommand: ParsableCommand {
             s.count = count; s.safetyFraction = safetyFraction; s.maxTokens = maxTokens
             s.systemPrompt = systemPrompt; s.seed = seed; s.batchSize = batchSize
             let outcome = try PairBuilder.build(model: m, harmful: harmfulPrompts, harmless: harmlessPrompts,
-                                                refusals: try PairBuilder.writtenRefusals(), rejectedAblation: ablation, settings: s)
+                                                refusals: try PairBuilder.writtenRefusals(),
+                                                overRefusals: try PairBuilder.writtenRefusals(file: "overrefusals.txt"), rejectedAblation: ablation, settings: s)
             try JSONLines.write(outcome.pairs, to: output)
             let statsData = try JSONSerialization.data(withJSONObject: outcome.stats, options: [.prettyPrinted, .sortedKeys])
             try AtomicFile.write(statsData, to: output + ".stats.json")
