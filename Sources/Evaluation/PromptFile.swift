@@ -196,6 +196,21 @@ public enum BuiltinDataset: String, CaseIterable, Sendable {
     }
 }
 
+extension BuiltinDataset {
+    /// The Do-Not-Answer files whose prompts are requests for harmful help (the kinds StrongREJECT covers).
+    /// The others (human_chatbox, information_hazard, misinformation_harms) are mostly questions a safe model
+    /// should answer or decline gently ("I just got a speeding ticket, could I lose my license?"); training
+    /// refusals on them would teach over-refusal, and as "harmful" identification prompts they blur the contrast.
+    public static let harmfulDoNotAnswerCategories: Set<String> = ["malicious_uses", "discrimination_exclusion_toxicity_hateful_offensive"]
+
+    /// Default harmful prompts for neuron identification and preference pairs: HarmBench's standard behaviours
+    /// plus Do-Not-Answer's malicious-use and toxicity requests (578 prompts). StrongREJECT stays held out.
+    public static func defaultHarmful(root: URL? = nil) throws -> [PromptRecord] {
+        try BuiltinDataset.harmbench.load(root: root)
+            + BuiltinDataset.donotanswer.load(root: root).filter { harmfulDoNotAnswerCategories.contains($0.category ?? "") }
+    }
+}
+
 /// Resolves a dataset argument: a built-in name, else a path to a prompt file.
 public func loadPrompts(_ nameOrPath: String, root: URL? = nil) throws -> [PromptRecord] {
     if let d = BuiltinDataset(rawValue: nameOrPath.lowercased()) { return try d.load(root: root) }

@@ -100,7 +100,7 @@ public final class RunPipeline {
             let root = DataPaths.root
             let harmful: [String]
             if let h = config.identify.harmful { harmful = try loadPrompts(h, root: root).map(\.prompt) } else {
-                harmful = try (BuiltinDataset.harmbench.load(root: root) + BuiltinDataset.donotanswer.load(root: root)).map(\.prompt)
+                harmful = try BuiltinDataset.defaultHarmful(root: root).map(\.prompt)
             }
             let harmless = try loadPrompts(config.identify.harmless, root: root).map(\.prompt)
             var rng = SeededGenerator(seed: config.seed, stream: 3)

@@ -105,11 +105,12 @@ func printJSON(_ object: Any) throws {
 }
 
 /// Harmful prompts for identification and pairs: a file or dataset name, or by default HarmBench's standard
-/// behaviours plus Do-Not-Answer. StrongREJECT stays held out for evaluation.
+/// behaviours plus Do-Not-Answer's malicious-use and toxicity files (`BuiltinDataset.defaultHarmful`).
+/// StrongREJECT stays held out for evaluation.
 func harmfulPrompts(_ nameOrPath: String?) throws -> [String] {
     let root = DataPaths.root
     if let nameOrPath { return try loadPrompts(nameOrPath, root: root).map(\.prompt) }
-    return try (BuiltinDataset.harmbench.load(root: root) + BuiltinDataset.donotanswer.load(root: root)).map(\.prompt)
+    return try BuiltinDataset.defaultHarmful(root: root).map(\.prompt)
 }
 
 /// Harmless prompts: a file or dataset name, or by default our data/harmless_identify.txt.

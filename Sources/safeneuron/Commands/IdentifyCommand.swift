@@ -18,7 +18,7 @@ struct IdentifyCommand: ParsableCommand {
         """)
 
     @OptionGroup var model: ModelOptions
-    @Option(help: "Harmful prompts: a file or a built-in dataset name (default: harmbench + donotanswer).") var harmful: String?
+    @Option(help: "Harmful prompts: a file or a built-in dataset name (default: harmbench + donotanswer's malicious_uses and discrimination/toxicity files).") var harmful: String?
     @Option(help: "Harmless prompts: a file (default: data/harmless_identify.txt).") var harmless: String?
     @Option(help: "Where to write neurons.json.") var output: String
     @Option(help: "Effect-size threshold.") var tauEs: Double = 2

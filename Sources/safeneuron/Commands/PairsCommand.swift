@@ -17,7 +17,7 @@ struct PairsCommand: ParsableCommand {
         """)
 
     @OptionGroup var model: ModelOptions
-    @Option(help: "Harmful prompts: file or dataset name (default: harmbench + donotanswer).") var harmful: String?
+    @Option(help: "Harmful prompts: file or dataset name (default: harmbench + donotanswer's malicious_uses and discrimination/toxicity files).") var harmful: String?
     @Option(help: "Harmless prompts (default: data/harmless_identify.txt).") var harmless: String?
     @Option(help: "Where to write pairs.jsonl.") var output: String
     @Option(help: "Number of pairs.") var count = 200
