@@ -37,7 +37,8 @@ public final class RunPipeline {
         try runner.stage("pairs", outputs: [path("pairs.jsonl")]) {
             var args = ["pairs", "--model", c.model, "--output", path("pairs.jsonl"), "--count", "\(c.pairs.count)",
                         "--safety-fraction", "\(c.pairs.safetyFraction)", "--max-tokens", "\(c.pairs.maxTokens)",
-                        "--harmless", c.pairs.harmless, "--seed", "\(c.seed)", "--system-prompt", c.pairs.systemPrompt]
+                        "--harmless", c.pairs.harmless, "--seed", "\(c.seed)", "--system-prompt", c.pairs.systemPrompt,
+                        "--batch-size", "\(c.eval.batchSize)"]
             if let h = c.pairs.harmful { args += ["--harmful", h] }
             if c.pairs.rejectedPruneK > 0 {
                 let topFile = try topKFile(from: path("original"), k: c.pairs.rejectedPruneK)
