@@ -5,16 +5,16 @@ import Tensors
 public enum DecodeWeights: String, Sendable, CaseIterable {
     /// The f32 weights through sgemm: bit-for-bit the same logits as prefill.
     case f32
-    /// Per-row int8 copies of every projection and the LM head (`Int8Matrix`), used for decode steps of at
-    /// most `Int8Matrix.maxBatch` rows. About 4× less memory traffic per token; logits differ from f32 by
-    /// the rounding of each weight to 1/254 of its row's range.
+    /// int8 copies with a scale per 32 weights (`Int8Matrix`, like GGUF Q8_0) of every projection and the
+    /// LM head, used for decode steps of at most `Int8Matrix.maxBatch` rows. About 4× less memory traffic
+    /// per token; logits differ from f32 by the rounding of each weight to 1/254 of its block's range.
     case int8
 
-    /// The default: f32, unless the environment says `SAFENEURON_DECODE_WEIGHTS=int8`. int8 is opt-in
-    /// because per-row int8 flips greedy tokens at near-ties on the tiny random fixture models.
+    /// The default: int8, unless the environment says `SAFENEURON_DECODE_WEIGHTS=f32` (bit-exact to
+    /// prefill; what parity tests against PyTorch use).
     public static var environmentDefault: DecodeWeights {
         if let v = getenvString("SAFENEURON_DECODE_WEIGHTS"), let d = DecodeWeights(rawValue: v.lowercased()) { return d }
-        return .f32
+        return .int8
     }
 }
 
@@ -26,15 +26,16 @@ public enum DecodeWeights: String, Sendable, CaseIterable {
 /// int8 copies of a model's matrices, tagged with a checksum of the f32 weights they were made from so
 /// that in-place weight updates (training, pruning) are noticed and the copies rebuilt.
 final class CompactWeights {
-    struct Layer { let q, k, v, o, gate, up, down: Int8Matrix }
+    /// q/k/v and gate/up are stacked: each multiplies the same input, so one parallel pass does all.
+    struct Layer { let qkv, o, gateUp, down: Int8Matrix }
     let layers: [Layer]
     let lmHead: Int8Matrix
     let checksum: UInt64
 
     init(_ w: LlamaWeights, checksum: UInt64) {
         layers = w.layers.map {
-            Layer(q: Int8Matrix($0.qProj), k: Int8Matrix($0.kProj), v: Int8Matrix($0.vProj), o: Int8Matrix($0.oProj),
-                  gate: Int8Matrix($0.gateProj), up: Int8Matrix($0.upProj), down: Int8Matrix($0.downProj))
+            Layer(qkv: Int8Matrix(stacking: [$0.qProj, $0.kProj, $0.vProj]), o: Int8Matrix($0.oProj),
+                  gateUp: Int8Matrix(stacking: [$0.gateProj, $0.upProj]), down: Int8Matrix($0.downProj))
         }
         lmHead = Int8Matrix(w.outputWeight)
         self.checksum = checksum

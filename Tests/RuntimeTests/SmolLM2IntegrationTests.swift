@@ -83,6 +83,9 @@ final class SmolLM2IntegrationTests: XCTestCase {
         let cases = try XCTUnwrap(reference()["greedy"] as? [[String: Any]])
         let prompts = try cases.map { try m.encodeChat(user: $0["prompt"] as! String) }
         for (p, c) in zip(prompts, cases) { XCTAssertEqual(p, c["prompt_ids"] as! [Int]) }
+        let saved = m.engine.decodeWeights
+        defer { m.engine.decodeWeights = saved }
+        m.engine.decodeWeights = .f32   // parity with transformers is for the exact path
         let outs = try m.generate(prompts: prompts, maxNewTokens: 16)
         var agree = 0
         for (o, c) in zip(outs, cases) {
@@ -90,6 +93,53 @@ final class SmolLM2IntegrationTests: XCTestCase {
             if Array(o.prefix(16)) == Array(ref.prefix(16)) { agree += 1 }
         }
         XCTAssertGreaterThanOrEqual(agree, 4, "greedy prefixes equal on \(agree)/5 prompts")
+    }
+
+    /// The default block-int8 decode path stays close to f32 on the real model. Teacher-forced on the f32
+    /// greedy continuation of chat prompts, each int8 decode step's log-probs of f32's ten most likely
+    /// next tokens are within 0.5 nats of f32 prefill's and its argmax agrees on nearly every step; free-running
+    /// greedy continuations agree with f32 over their first tokens. (Per-row int8 scales, or a bug in the
+    /// kernel's layout, miss these bounds by far; f32 vs f32 is exact.)
+    func testCompactDecodeStaysCloseToF32() throws {
+        let m = try model()
+        let saved = m.engine.decodeWeights
+        defer { m.engine.decodeWeights = saved }
+        let engine = m.engine, V = m.config.vocabSize, n = 24
+        let prompts = try ["Explain how vaccines work in a few sentences.", "Write a haiku about the sea.",
+                           "What is the capital of France, and why is it famous?", "Give me three tips for learning Swift."]
+            .map { try m.encodeChat(user: $0) }
+        engine.decodeWeights = .f32
+        let ref = try prompts.map { try engine.generate(prompts: [$0], maxNewTokens: n)[0] }
+        engine.decodeWeights = .int8
+        var worst = 0.0, flips = 0, steps = 0, agreeingPrefixes = 0
+        for (p, r) in zip(prompts, ref) {
+            let got = try engine.generate(prompts: [p], maxNewTokens: n)[0]
+            if Array(got.prefix(8)) == Array(r.prefix(8)) { agreeingPrefixes += 1 }
+            let seq = p + r
+            let positions = Array(p.count..<(seq.count - 1))
+            let full = try engine.forward(sequences: [seq], logitsFor: .positions([positions]))[0]
+            let session = try DecodeSession(model: engine, slots: 1, maxLength: seq.count)
+            _ = try session.append([p], to: [0])
+            for (k, pos) in positions.enumerated() {
+                let step = try session.append([[seq[pos]]], to: [0])
+                let a = Array(full.buffer[(k * V)..<((k + 1) * V)]), b = step.array
+                let za = logSumExp(a), zb = logSumExp(b)
+                let top = a.indices.sorted { a[$0] > a[$1] }.prefix(10)
+                for t in top { worst = max(worst, abs((Double(a[t]) - za) - (Double(b[t]) - zb))) }
+                if b.indices.max(by: { b[$0] < b[$1] || (b[$0] == b[$1] && $0 > $1) }) != top.first { flips += 1 }
+                steps += 1
+            }
+        }
+        XCTAssertEqual(steps, prompts.count * (n - 1))
+        XCTAssertGreaterThan(worst, 0, "int8 decode steps should not be bit-identical to f32")
+        XCTAssertLessThan(worst, 0.5, "max |Δ log-prob| over f32's top-10 next tokens")
+        XCTAssertLessThanOrEqual(flips, 4, "argmax changed on \(flips)/\(steps) teacher-forced steps")
+        XCTAssertGreaterThanOrEqual(agreeingPrefixes, 3, "greedy first 8 tokens equal on \(agreeingPrefixes)/4 prompts")
+    }
+
+    private func logSumExp(_ x: [Float]) -> Double {
+        let m = Double(x.max()!)
+        return m + log(x.reduce(0.0) { $0 + exp(Double($1) - m) })
     }
 
     func testConvertWritesAFolderThatLoadsBackIdentically() throws {
