@@ -11,7 +11,7 @@
 /// Several matrices that multiply the same input (q/k/v, gate/up) can be stacked into one
 /// (`init(stacking:)`) so one parallel pass computes all of them: each pass costs a thread hand-off,
 /// and a decode step makes a few hundred of them.
-public final class Int8Matrix: @unchecked Sendable {
+public final class Int8Matrix: DecodeMatrix, @unchecked Sendable {
     public static let blockSize = 32
     public let rows: Int
     public let cols: Int
@@ -109,7 +109,7 @@ public final class Int8Matrix: @unchecked Sendable {
 
     /// For a stacked matrix: part p's product goes to out_p as [count × rows of part p].
     public func apply(_ x: UnsafePointer<Float>, count: Int, into out0: UnsafeMutablePointer<Float>,
-                      _ out1: UnsafeMutablePointer<Float>, _ out2: UnsafeMutablePointer<Float>? = nil) {
+                      _ out1: UnsafeMutablePointer<Float>, _ out2: UnsafeMutablePointer<Float>?) {
         precondition(partStarts.count - 1 == (out2 == nil ? 2 : 3), "one output per stacked part")
         run(x, count: count, outs: (out0, out1, out2), accumulate: false)
     }
@@ -118,28 +118,41 @@ public final class Int8Matrix: @unchecked Sendable {
 
     private func run(_ x: UnsafePointer<Float>, count: Int, outs: Outs, accumulate: Bool) {
         precondition(count >= 0 && count <= Self.maxBatch, "Int8Matrix.apply takes at most \(Self.maxBatch) rows")
+        Self.forParts(rows: rows, partStarts: partStarts, count: count, outs: outs) { range, out, partRows in
+            if count == 1 {
+                rowsOne(range, x, out, accumulate: accumulate)
+            } else {
+                rowsBatch(range, x, count: count, out, outStride: partRows, accumulate: accumulate)
+            }
+        }
+    }
+
+    /// Splits the rows across `Parallel` workers and each worker's range at part boundaries; `body` gets
+    /// a range of global rows, the output of their part shifted so that global row r lands at out[r]
+    /// (input row b at out[b · partRows + r]), and the part's row count.
+    static func forParts(rows: Int, partStarts starts: [Int], count: Int, outs: Outs,
+                         _ body: (Range<Int>, UnsafeMutablePointer<Float>, Int) -> Void) {
         if count == 0 || rows == 0 { return }
-        let starts = partStarts
         let parts = starts.count - 1
         let s1 = parts > 1 ? starts[1] : rows, s2 = parts > 2 ? starts[2] : rows
         // ~1 µs of work per 64 rows of 576: smaller chunks are not worth a thread.
         Parallel.forRanges(rows, minChunk: 64) { range in
             var r = range.lowerBound
             while r < range.upperBound {
-                // The part holding row r, and where its rows go.
                 let (out, first, partRows): (UnsafeMutablePointer<Float>, Int, Int)
                 if r < s1 { out = outs.0; first = 0; partRows = s1 }
                 else if r < s2 { out = outs.1!; first = s1; partRows = s2 - s1 }
                 else { out = outs.2!; first = s2; partRows = rows - s2 }
                 let end = min(range.upperBound, first + partRows)
-                if count == 1 {
-                    rowsOne(r..<end, x, out - first, accumulate: accumulate)
-                } else {
-                    rowsBatch(r..<end, x, count: count, out - first, outStride: partRows, accumulate: accumulate)
-                }
+                body(r..<end, out - first, partRows)
                 r = end
             }
         }
+    }
+
+    public func apply(_ x: UnsafePointer<Float>, count: Int, into out0: UnsafeMutablePointer<Float>,
+                      _ out1: UnsafeMutablePointer<Float>) {
+        apply(x, count: count, into: out0, out1, nil)
     }
 
     typealias V4 = SIMD4<Float>

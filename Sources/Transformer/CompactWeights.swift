@@ -5,9 +5,11 @@ import Tensors
 public enum DecodeWeights: String, Sendable, CaseIterable {
     /// The f32 weights through sgemm: bit-for-bit the same logits as prefill.
     case f32
-    /// int8 copies with a scale per 32 weights (`Int8Matrix`, like GGUF Q8_0) of every projection and the
-    /// LM head, used for decode steps of at most `Int8Matrix.maxBatch` rows. About 4× less memory traffic
-    /// per token; logits differ from f32 by the rounding of each weight to 1/254 of its block's range.
+    /// Compact copies of every projection and the LM head, used for decode steps of at most
+    /// `Int8Matrix.maxBatch` rows: lossless 4-bit (`Grid4Matrix`) where the weights lie on a Q4 grid (a
+    /// Q4_0/Q4_1 GGUF as loaded), else int8 with a scale per 32 weights (`Int8Matrix`, like GGUF Q8_0),
+    /// whose logits differ from f32 by the rounding of each weight to 1/254 of its block's range.
+    /// 4–7× less memory traffic per token than f32.
     case int8
 
     /// The default: int8, unless the environment says `SAFENEURON_DECODE_WEIGHTS=f32` (bit-exact to
@@ -23,22 +25,33 @@ public enum DecodeWeights: String, Sendable, CaseIterable {
     return String(cString: p)
 }
 
-/// int8 copies of a model's matrices, tagged with a checksum of the f32 weights they were made from so
-/// that in-place weight updates (training, pruning) are noticed and the copies rebuilt.
+/// Compact copies of a model's matrices for small decode steps, tagged with a checksum of the f32 weights
+/// they were made from so that in-place weight updates (training, pruning) are noticed and the copies
+/// rebuilt. A matrix whose every block of 32 lies on a 16-level grid (a Q4_0/Q4_1 GGUF dequantised to
+/// f32) is held losslessly in 4 bits (`Grid4Matrix`); any other in block-scaled int8 (`Int8Matrix`).
 final class CompactWeights {
     /// q/k/v and gate/up are stacked: each multiplies the same input, so one parallel pass does all.
-    struct Layer { let qkv, o, gateUp, down: Int8Matrix }
+    struct Layer { let qkv, o, gateUp, down: any DecodeMatrix }
     let layers: [Layer]
-    let lmHead: Int8Matrix
+    let lmHead: any DecodeMatrix
     let checksum: UInt64
+    /// Matrices held losslessly in 4 bits, of all (7 per layer + LM head, stacked ones counted once).
+    let lossless: Int, total: Int
 
     init(_ w: LlamaWeights, checksum: UInt64) {
-        layers = w.layers.map {
-            Layer(qkv: Int8Matrix(stacking: [$0.qProj, $0.kProj, $0.vProj]), o: Int8Matrix($0.oProj),
-                  gateUp: Int8Matrix(stacking: [$0.gateProj, $0.upProj]), down: Int8Matrix($0.downProj))
+        var lossless = 0, total = 0
+        func compact(_ parts: [Tensor]) -> any DecodeMatrix {
+            total += 1
+            if let g = Grid4Matrix.exact(stacking: parts) { lossless += 1; return g }
+            return Int8Matrix(stacking: parts)
         }
-        lmHead = Int8Matrix(w.outputWeight)
+        layers = w.layers.map {
+            Layer(qkv: compact([$0.qProj, $0.kProj, $0.vProj]), o: compact([$0.oProj]),
+                  gateUp: compact([$0.gateProj, $0.upProj]), down: compact([$0.downProj]))
+        }
+        lmHead = compact([w.outputWeight])
         self.checksum = checksum
+        self.lossless = lossless; self.total = total
     }
 
     /// Order-sensitive checksum of the bit patterns of every matrix the copies are made from. One pass

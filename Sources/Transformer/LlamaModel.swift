@@ -271,7 +271,7 @@ public final class LlamaModel: @unchecked Sendable {
         let rows = plan.rows
         let small = compact != nil && rows <= Int8Matrix.maxBatch
         // Small decode batches go through the int8 copies; everything else through sgemm on f32.
-        func linear(_ x: UnsafePointer<Float>, _ inF: Int, _ w: Tensor, _ cw: Int8Matrix?, _ outF: Int,
+        func linear(_ x: UnsafePointer<Float>, _ inF: Int, _ w: Tensor, _ cw: (any DecodeMatrix)?, _ outF: Int,
                     _ out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
             if small, let cw {
                 cw.apply(x, count: rows, into: out, accumulate: accumulate)
@@ -327,7 +327,7 @@ public final class LlamaModel: @unchecked Sendable {
                 linear(ws.att, qDim, layer.oProj, cl?.o, H, ws.x, accumulate: true)
                 Kernels.rmsNorm(ws.x, rows: rows, dim: H, weight: layer.postAttentionNorm.pointer, eps: eps, into: ws.xn)
                 if let cl {
-                    cl.gateUp.apply(ws.xn, count: rows, into: ws.gate, ws.up)
+                    cl.gateUp.apply(ws.xn, count: rows, into: ws.gate, ws.up, nil)
                 } else {
                     linear(ws.xn, H, layer.gateProj, nil, I, ws.gate)
                     linear(ws.xn, H, layer.upProj, nil, I, ws.up)
@@ -358,7 +358,7 @@ public final class LlamaModel: @unchecked Sendable {
         for (i, r) in rows.enumerated() { (ws.head + i * H).update(from: ws.x + r * H, count: H) }
         Kernels.rmsNorm(ws.head, rows: rows.count, dim: H, weight: weights.norm.pointer, eps: Float(c.rmsNormEps), into: ws.head)
         if let compact, rows.count <= Int8Matrix.maxBatch {
-            compact.lmHead.apply(ws.head, count: rows.count, into: out)
+            compact.lmHead.apply(ws.head, count: rows.count, into: out, accumulate: false)
         } else {
             BLAS.linear(ws.head, count: rows.count, inFeatures: H, weight: weights.outputWeight.pointer,
                         outFeatures: c.vocabSize, into: out)

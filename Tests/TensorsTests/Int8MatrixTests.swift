@@ -83,3 +83,63 @@ final class Int8MatrixTests: XCTestCase {
         }
     }
 }
+
+final class Grid4MatrixTests: XCTestCase {
+    /// Blocks on a 16-level grid (as a Q4_1 GGUF dequantises: d·q + m) are held exactly; the product
+    /// equals the one with the original weights; anything off-grid is refused.
+    func testQ4GridIsLosslessAndOffGridIsRefused() {
+        let rows = 70, cols = 96
+        var s: UInt64 = 12345
+        func next() -> UInt64 { s ^= s << 13; s ^= s >> 7; s ^= s << 17; return s }
+        let t = Tensor(shape: [rows, cols])
+        for r in 0..<rows {
+            for b in 0..<(cols / 32) {
+                let d = Float(next() % 1000 + 1) * 1e-5, m = -Float(next() % 1000) * 1e-4
+                for j in 0..<32 { t[r * cols + b * 32 + j] = d * Float(next() % 16) + m }
+            }
+        }
+        for j in 0..<32 { t[5 * cols + j] = 0.25 }   // a constant block
+        guard let g = Grid4Matrix.exact(t) else { return XCTFail("a Q4 grid must be recognised") }
+        XCTAssertEqual(g.byteCount, rows * 3 * 24)
+        for r in 0..<rows {
+            for c in 0..<cols {
+                let w = t[r * cols + c]
+                XCTAssertEqual(g.value(row: r, col: c), w, accuracy: 4e-6 * max(0.1, abs(w)), "\(r),\(c)")
+            }
+        }
+        for count in 1...Int8Matrix.maxBatch {
+            let x = Tensor(shape: [count, cols])
+            for i in 0..<x.count { x[i] = Float(Int(next() % 2001) - 1000) / 1000 }
+            for accumulate in [false, true] {
+                let out = Tensor(shape: [count, rows])
+                for i in 0..<out.count { out[i] = 0.5 }
+                g.apply(x.pointer, count: count, into: out.pointer, accumulate: accumulate)
+                for b in 0..<count {
+                    for r in 0..<rows {
+                        var ref: Double = accumulate ? 0.5 : 0
+                        for c in 0..<cols { ref += Double(t[r * cols + c]) * Double(x[b * cols + c]) }
+                        XCTAssertEqual(Double(out[b * rows + r]), ref, accuracy: 1e-5 * max(1, abs(ref)), "batch \(count) \(b),\(r)")
+                    }
+                }
+            }
+        }
+        // Stacked: each part's product in its own buffer, equal to the parts alone.
+        let top = Tensor(shape: [30, cols]), bottom = Tensor(shape: [40, cols])
+        for i in 0..<top.count { top[i] = t[i] }
+        for i in 0..<bottom.count { bottom[i] = t[top.count + i] }
+        let stacked = Grid4Matrix.exact(stacking: [top, bottom])!
+        let x = Tensor(shape: [1, cols])
+        for i in 0..<cols { x[i] = Float(i % 5) - 2 }
+        let a = Tensor(shape: [30]), b = Tensor(shape: [40]), whole = Tensor(shape: [rows])
+        stacked.apply(x.pointer, count: 1, into: a.pointer, b.pointer, nil)
+        g.apply(x.pointer, count: 1, into: whole.pointer, accumulate: false)
+        XCTAssertEqual(a.array + b.array, whole.array)
+        // Off-grid anywhere (here one weight of the last block) → nil; so are widths that are not whole blocks.
+        t[rows * cols - 1] += 1.234567e-4
+        XCTAssertNil(Grid4Matrix.exact(t))
+        XCTAssertNil(Grid4Matrix.exact(Tensor(shape: [2, 40])))
+        let random = Tensor(shape: [4, 64])
+        for i in 0..<random.count { random[i] = Float(Int(next() % 20001) - 10000) / 10000 }
+        XCTAssertNil(Grid4Matrix.exact(random))
+    }
+}

@@ -285,6 +285,12 @@ struct BenchWorkloads {
         for l in m.weights.layers { mats += [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj] }
         mats.append(m.weights.outputWeight)
         let compact = mats.map { Int8Matrix($0) }
+        // What decode steps use: lossless 4-bit where the weights allow it, else int8.
+        var mixed: [any DecodeMatrix] = []
+        for (i, t) in mats.enumerated() {
+            if let g = Grid4Matrix.exact(t) { mixed.append(g) } else { mixed.append(compact[i]) }
+        }
+        let lossless = mixed.filter { $0 is Grid4Matrix }.count
         let x = Tensor(shape: [max(c.hiddenSize, c.intermediateSize)])
         for i in 0..<x.count { x[i] = Float(i % 13) / 13 - 0.5 }
         let out = Tensor(shape: [c.vocabSize + c.intermediateSize], zeroed: true)
@@ -300,8 +306,12 @@ struct BenchWorkloads {
                 }
             }
             let q = time("\(name) int8 \(workers)w", warmup: 1, reps: reps) {
-                for w in compact { w.apply(x.pointer, count: 1, into: out.pointer) }
+                for w in compact { w.apply(x.pointer, count: 1, into: out.pointer, accumulate: false) }
             }
+            let g = time("\(name) compact \(workers)w", warmup: 1, reps: reps) {
+                for w in mixed { w.apply(x.pointer, count: 1, into: out.pointer, accumulate: false) }
+            }
+            r["compact_ms_\(workers)w"] = g.0 * 1e3
             r["f32_ms_\(workers)w"] = f.0 * 1e3
             r["int8_ms_\(workers)w"] = q.0 * 1e3
             r["int8_min_ms_\(workers)w"] = q.1.min()! * 1e3
@@ -312,6 +322,7 @@ struct BenchWorkloads {
             }
         }
         Parallel.workers = allWorkers
+        r["lossless_grid4_matrices"] = "\(lossless)/\(mats.count)"
         r["note"] = "one batch-1 decode step's matvecs: rate/gflops for int8 on all workers; f32_ms_*/int8_ms_* per worker count"
         return r
     }
@@ -376,7 +387,7 @@ struct BenchWorkloads {
                 "teacher_forced_steps": steps, "argmax_flips": argmaxFlips,
                 "max_abs_dlogprob_vocab": maxAll, "max_abs_dlogprob_top10": maxTop, "mean_max_abs_dlogprob_top10": sumTop / Double(max(1, steps)),
                 "max_abs_dlogprob_argmax": maxChosen, "mean_abs_dlogprob_argmax": sumChosen / Double(max(1, steps)),
-                "note": "int8 (block 32) batch-1 greedy vs f32; teacher-forced |Δ log softmax| on the f32 continuation"]
+                "note": "compact decode weights (lossless 4-bit grid where possible, else int8 block 32) batch-1 greedy vs f32; teacher-forced |Δ log softmax| on the f32 continuation"]
     }
 
     func identify(_ name: String, perGroup: Int) throws -> [String: Any] {
