@@ -95,11 +95,12 @@ final class SmolLM2IntegrationTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(agree, 4, "greedy prefixes equal on \(agree)/5 prompts")
     }
 
-    /// The default block-int8 decode path stays close to f32 on the real model. Teacher-forced on the f32
-    /// greedy continuation of chat prompts, each int8 decode step's log-probs of f32's ten most likely
-    /// next tokens are within 0.5 nats of f32 prefill's and its argmax agrees on nearly every step; free-running
-    /// greedy continuations agree with f32 over their first tokens. (Per-row int8 scales, or a bug in the
-    /// kernel's layout, miss these bounds by far; f32 vs f32 is exact.)
+    /// The default compact decode path matches f32 on the real model. Its Q4_1 matrices are held losslessly
+    /// in 4 bits (Grid4Matrix) and its Q8_0 LM head re-quantises to the same int8 codes, so logits may differ
+    /// only by the order of additions: teacher-forced on the f32 greedy continuation of chat prompts, every
+    /// decode step's log-probs of f32's ten most likely next tokens stay within 1e-3 nats of f32 prefill's
+    /// (measured ≤ 6e-5; lossy int8 of the same weights gives ~0.4), the argmax never changes, and the free-running
+    /// greedy continuations are identical.
     func testCompactDecodeStaysCloseToF32() throws {
         let m = try model()
         let saved = m.engine.decodeWeights
@@ -111,10 +112,10 @@ final class SmolLM2IntegrationTests: XCTestCase {
         engine.decodeWeights = .f32
         let ref = try prompts.map { try engine.generate(prompts: [$0], maxNewTokens: n)[0] }
         engine.decodeWeights = .int8
-        var worst = 0.0, flips = 0, steps = 0, agreeingPrefixes = 0
+        var worst = 0.0, flips = 0, steps = 0, identical = 0
         for (p, r) in zip(prompts, ref) {
             let got = try engine.generate(prompts: [p], maxNewTokens: n)[0]
-            if Array(got.prefix(8)) == Array(r.prefix(8)) { agreeingPrefixes += 1 }
+            if got == r { identical += 1 }
             let seq = p + r
             let positions = Array(p.count..<(seq.count - 1))
             let full = try engine.forward(sequences: [seq], logitsFor: .positions([positions]))[0]
@@ -131,10 +132,10 @@ final class SmolLM2IntegrationTests: XCTestCase {
             }
         }
         XCTAssertEqual(steps, prompts.count * (n - 1))
-        XCTAssertGreaterThan(worst, 0, "int8 decode steps should not be bit-identical to f32")
-        XCTAssertLessThan(worst, 0.5, "max |Δ log-prob| over f32's top-10 next tokens")
-        XCTAssertLessThanOrEqual(flips, 4, "argmax changed on \(flips)/\(steps) teacher-forced steps")
-        XCTAssertGreaterThanOrEqual(agreeingPrefixes, 3, "greedy first 8 tokens equal on \(agreeingPrefixes)/4 prompts")
+        XCTAssertGreaterThan(worst, 0, "compact decode steps run other kernels than f32 prefill: not bit-identical")
+        XCTAssertLessThan(worst, 1e-3, "max |Δ log-prob| over f32's top-10 next tokens")
+        XCTAssertEqual(flips, 0, "argmax changed on \(flips)/\(steps) teacher-forced steps")
+        XCTAssertEqual(identical, prompts.count, "greedy continuations identical on \(identical)/\(prompts.count) prompts")
     }
 
     private func logSumExp(_ x: [Float]) -> Double {
