@@ -94,8 +94,11 @@ public final class Grid4Matrix: DecodeMatrix, @unchecked Sendable {
         var span = 15
         search: while span >= 1 {
             let step = (hi - lo) / Float(span)
+            // Weights are untrusted: hi − lo can overflow, and NaNs slip through min/max.
+            guard step.isFinite, step > 0 else { return nil }
             for j in 0..<32 {
                 let t = ((w[j] - lo) / step).rounded()
+                guard t >= 0, t <= 15 else { return nil }
                 if abs(lo + step * t - w[j]) > tol { span -= 1; continue search }
                 q[j] = UInt8(t)
             }

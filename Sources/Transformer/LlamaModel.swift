@@ -270,7 +270,7 @@ public final class LlamaModel: @unchecked Sendable {
         let c = config
         let rows = plan.rows
         let small = compact != nil && rows <= Int8Matrix.maxBatch
-        // Small decode batches go through the int8 copies; everything else through sgemm on f32.
+        // Small decode batches go through the compact copies; everything else through sgemm on f32.
         func linear(_ x: UnsafePointer<Float>, _ inF: Int, _ w: Tensor, _ cw: (any DecodeMatrix)?, _ outF: Int,
                     _ out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
             if small, let cw {

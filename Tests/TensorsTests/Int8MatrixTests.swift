@@ -141,5 +141,15 @@ final class Grid4MatrixTests: XCTestCase {
         let random = Tensor(shape: [4, 64])
         for i in 0..<random.count { random[i] = Float(Int(next() % 20001) - 10000) / 10000 }
         XCTAssertNil(Grid4Matrix.exact(random))
+        // Untrusted weights: overflowing ranges, infinities and NaNs are refused, not a crash.
+        for bad: Float in [.nan, .infinity, -.greatestFiniteMagnitude] {
+            let t = Tensor(shape: [1, 32])
+            t[0] = .greatestFiniteMagnitude
+            t[7] = bad
+            XCTAssertNil(Grid4Matrix.exact(t), "\(bad)")
+            let m = Int8Matrix(t)   // the fallback copes too
+            let x = Tensor(shape: [1, 32]), out = Tensor(shape: [1, 1])
+            m.apply(x.pointer, count: 1, into: out.pointer)
+        }
     }
 }
