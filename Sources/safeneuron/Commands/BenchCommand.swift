@@ -38,7 +38,8 @@ struct BenchCommand: ParsableCommand {
     }
 
     var selected: [String] {
-        guard let only else { return BenchWorkloads.all.filter { quick ? $0 != "train_8x512" : true } }
+        // decode_accuracy measures no speed (and takes minutes): only on request.
+        guard let only else { return BenchWorkloads.all.filter { $0 != "decode_accuracy" && (quick ? $0 != "train_8x512" : true) } }
         return only.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
     }
 
