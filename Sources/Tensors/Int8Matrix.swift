@@ -89,6 +89,22 @@ public final class Int8Matrix: DecodeMatrix, @unchecked Sendable {
 
     deinit { codes.deallocate(); scales.deallocate() }
 
+    /// True when every element dequantises to exactly its source value (weights that came from a Q8_0 file,
+    /// whose blocks already are 32 int8 codes times one scale). Stops at the first mismatch.
+    public func reproduces(_ parts: [Tensor]) -> Bool {
+        var row = 0
+        for p in parts {
+            guard p.shape.count == 2, p.shape[1] == cols else { return false }
+            let n = p.shape[0], src = p.pointer
+            for r in 0..<n {
+                let base = src + r * cols
+                for c in 0..<cols where value(row: row + r, col: c) != base[c] { return false }
+            }
+            row += n
+        }
+        return true
+    }
+
     /// Bytes held (codes + scales).
     public var byteCount: Int { rows * stride + rows * blocksPerRow * 4 }
 

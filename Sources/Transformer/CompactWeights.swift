@@ -12,11 +12,17 @@ public enum DecodeWeights: String, Sendable, CaseIterable {
     /// 4–7× less memory traffic per token than f32.
     case int8
 
-    /// The default: int8, unless the environment says `SAFENEURON_DECODE_WEIGHTS=f32` (bit-exact to
-    /// prefill; what parity tests against PyTorch use).
+    /// Compact copies only when they hold exactly the f32 weights (every matrix lossless: a Q4/Q8 GGUF as
+    /// loaded), otherwise the f32 weights. Decoding then never depends on how many rows a step has, so a
+    /// prompt's greedy answer does not change with its place in a batch even for trained (f32) models.
+    case auto
+
+    /// The default: `auto`, unless the environment says `SAFENEURON_DECODE_WEIGHTS=f32` (bit-exact to
+    /// prefill; what parity tests against PyTorch use) or `=int8` (compact copies always, lossy for f32
+    /// checkpoints).
     public static var environmentDefault: DecodeWeights {
         if let v = getenvString("SAFENEURON_DECODE_WEIGHTS"), let d = DecodeWeights(rawValue: v.lowercased()) { return d }
-        return .int8
+        return .auto
     }
 }
 
@@ -37,13 +43,17 @@ final class CompactWeights {
     let checksum: UInt64
     /// Matrices held losslessly in 4 bits, of all (7 per layer + LM head, stacked ones counted once).
     let lossless: Int, total: Int
+    /// Every matrix holds exactly the f32 weights (a Q8_0 LM head re-quantises to its own codes and scales).
+    var isExact: Bool { lossless == total }
 
     init(_ w: LlamaWeights, checksum: UInt64) {
         var lossless = 0, total = 0
         func compact(_ parts: [Tensor]) -> any DecodeMatrix {
             total += 1
             if let g = Grid4Matrix.exact(stacking: parts) { lossless += 1; return g }
-            return Int8Matrix(stacking: parts)
+            let m = Int8Matrix(stacking: parts)
+            if m.reproduces(parts) { lossless += 1 }
+            return m
         }
         layers = w.layers.map {
             Layer(qkv: compact([$0.qProj, $0.kProj, $0.vProj]), o: compact([$0.oProj]),

@@ -44,13 +44,13 @@ public final class LlamaModel: @unchecked Sendable {
     /// The block-int8 copies for a decode session, rebuilt when the f32 weights changed since they were made;
     /// nil when decoding in f32.
     func compactWeightsForDecode() -> CompactWeights? {
-        guard decodeWeights == .int8 else { compact = nil; return nil }
+        guard decodeWeights != .f32 else { compact = nil; return nil }
         let sum = CompactWeights.checksum(weights)
-        if let c = compact, c.checksum == sum { return c }
+        if let c = compact, c.checksum == sum { return decodeWeights == .int8 || c.isExact ? c : nil }
         compact = nil   // free the stale copies before building new ones
         let c = CompactWeights(weights, checksum: sum)
         compact = c
-        return c
+        return decodeWeights == .int8 || c.isExact ? c : nil
     }
 
     public init(weights: LlamaWeights) throws {

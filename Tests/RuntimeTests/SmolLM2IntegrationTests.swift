@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 import Runtime
 import Tokenization
-import Transformer
+@testable import Transformer
 
 /// End-to-end parity on the real default model (fetched by scripts/setup.sh) against numbers transformers
 /// computed from the same GGUF (scripts/reference/make_smollm2_reference.py).
@@ -111,7 +111,8 @@ final class SmolLM2IntegrationTests: XCTestCase {
             .map { try m.encodeChat(user: $0) }
         engine.decodeWeights = .f32
         let ref = try prompts.map { try engine.generate(prompts: [$0], maxNewTokens: n)[0] }
-        engine.decodeWeights = .int8
+        engine.decodeWeights = .auto
+        XCTAssertNotNil(engine.compactWeightsForDecode(), "a Q4_1 GGUF as loaded is exactly compactable, so auto uses the compact copies")
         var worst = 0.0, flips = 0, steps = 0, identical = 0
         for (p, r) in zip(prompts, ref) {
             let got = try engine.generate(prompts: [p], maxNewTokens: n)[0]

@@ -1,6 +1,6 @@
 import XCTest
 import Tensors
-import Transformer
+@testable import Transformer
 
 final class LlamaModelTests: XCTestCase {
     static let names = ["tied", "llama3", "qwen2"]
@@ -175,10 +175,20 @@ final class LlamaModelTests: XCTestCase {
         }
     }
 
-    /// int8 is the default for decode steps; `.f32` is the exact opt-out.
-    func testDecodeWeightsDefaultIsInt8WithExactOptOut() throws {
+    /// `auto` is the default for decode steps; `.f32` is the exact opt-out. The random f32 fixtures are not
+    /// exactly representable in compact form, so `auto` decodes them with the f32 weights: greedy output is
+    /// then the exact f32 output, whatever the number of rows per step.
+    func testDecodeWeightsDefaultIsAutoWithExactOptOut() throws {
         XCTAssertEqual(DecodeWeights(rawValue: "f32"), .f32)
-        if getenv("SAFENEURON_DECODE_WEIGHTS") == nil { XCTAssertEqual(DecodeWeights.environmentDefault, .int8) }
+        if getenv("SAFENEURON_DECODE_WEIGHTS") == nil { XCTAssertEqual(DecodeWeights.environmentDefault, .auto) }
+        for name in Self.names {
+            let f = try Fixture.load(name)
+            f.model.decodeWeights = .auto
+            XCTAssertNil(f.model.compactWeightsForDecode(), "\(name): random f32 weights are not exactly compactable")
+            for (p, want) in zip(f.manifest.prompts, f.manifest.greedy) {
+                XCTAssertEqual(try f.model.generate(prompts: [p], maxNewTokens: 12), [want], name)
+            }
+        }
         for name in Self.names {
             let f = try Fixture.load(name)
             f.model.decodeWeights = .f32
