@@ -58,13 +58,10 @@ enum TrainAttention {
                        c: S, ldc: L)
             for i in 0..<L {
                 let row = S + i * L
-                var m = -Float.infinity
-                for j in 0...i { m = max(m, row[j]) }
-                var sum: Float = 0
-                for j in 0...i { let e = expf(row[j] - m); row[j] = e; sum += e }
-                let inv = 1 / sum
-                for j in 0...i { row[j] *= inv }
-                for j in (i + 1)..<L { row[j] = 0 }
+                let m = Vec.max(row, i + 1)
+                let sum = Vec.expShift(row, i + 1, m)
+                Vec.scale(row, i + 1, 1 / sum)
+                (row + i + 1).update(repeating: 0, count: L - i - 1)
                 lse[(off + i) * a.heads + h] = m + logf(sum)
             }
             BLAS.sgemm(m: L, n: d, k: L, a: S, lda: L, b: V, ldb: a.kvDim,
@@ -88,19 +85,20 @@ enum TrainAttention {
                 BLAS.sgemm(transB: true, m: L, n: L, k: d, alpha: a.scale, a: Q, lda: a.qDim, b: K, ldb: a.kvDim,
                            c: P, ldc: L)
                 for i in 0..<L {
-                    let row = P + i * L, m = lse[(off + i) * a.heads + h]
-                    for j in 0...i { row[j] = expf(row[j] - m) }
-                    for j in (i + 1)..<L { row[j] = 0 }
+                    let row = P + i * L
+                    Vec.expShift(row, i + 1, lse[(off + i) * a.heads + h])
+                    (row + i + 1).update(repeating: 0, count: L - i - 1)
                 }
                 BLAS.sgemm(transB: true, m: L, n: L, k: d, a: dO, lda: a.qDim, b: V, ldb: a.kvDim, c: dP, ldc: L)
                 BLAS.sgemm(transA: true, m: L, n: d, k: L, a: P, lda: L, b: dO, ldb: a.qDim, beta: 1,
                            c: dv + off * a.kvDim + g * d, ldc: a.kvDim)
                 for i in 0..<L {
-                    let p = P + i * L, dp = dP + i * L
-                    var dot: Float = 0
-                    for j in 0...i { dot += p[j] * dp[j] }
-                    for j in 0...i { dp[j] = p[j] * (dp[j] - dot) }
-                    for j in (i + 1)..<L { dp[j] = 0 }
+                    let p = P + i * L, dp = dP + i * L, n = i + 1
+                    let dot = Vec.dot(p, dp, n), vd = Vec.V(repeating: dot)
+                    var j = 0
+                    while j + 16 <= n { Vec.store(Vec.load(p + j) * (Vec.load(dp + j) - vd), dp + j); j += 16 }
+                    while j < n { dp[j] = p[j] * (dp[j] - dot); j += 1 }
+                    (dp + n).update(repeating: 0, count: L - n)
                 }
                 BLAS.sgemm(m: L, n: d, k: L, alpha: a.scale, a: dP, lda: L, b: K, ldb: a.kvDim,
                            c: dq + off * a.qDim + h * d, ldc: a.qDim)
