@@ -212,7 +212,8 @@ enum Vec {
 
     @inline(__always) static func max(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
         var acc = V(repeating: -.infinity), i = 0
-        while i + 16 <= n { acc = pointwiseMax(acc, load(x + i)); i += 16 }
+        // Compare-select lowers to vector max; pointwiseMax goes lane by lane through memory.
+        while i + 16 <= n { let v = load(x + i); acc = acc.replacing(with: v, where: v .> acc); i += 16 }
         var m = acc.max()
         while i < n { m = Swift.max(m, x[i]); i += 1 }
         return m
