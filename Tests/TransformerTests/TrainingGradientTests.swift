@@ -7,7 +7,7 @@ import Tensors
 final class TrainingGradientTests: XCTestCase {
     /// DPO sigmoid loss (+ optional RPO) gradients by hand from the per-sequence log-probs, exactly as
     /// the fixture script composes them; the engine must reproduce PyTorch autograd per tensor.
-    func checkGradients(_ name: String, recompute: Bool, keepLogits: Bool = true,
+    func checkGradients(_ name: String, recompute: Bool, keepLogits: Bool = true, attentionBlock: Int? = nil,
                         file: StaticString = #filePath, line: UInt = #line) throws {
         let w = try TrainingFixture.weights(name)
         let b = try TrainingFixture.batch(name)
@@ -15,6 +15,7 @@ final class TrainingGradientTests: XCTestCase {
         let model = try TrainingModel(weights: w, recomputeLayers: recompute)
         model.lmHeadChunkElements = 3 * w.config.vocabSize   // force several LM-head chunks
         if !keepLogits { model.logitsBudgetBytes = 0 }        // backward recomputes the LM-head logits
+        if let attentionBlock { model.attentionBlock = attentionBlock }
         let n = b.prompts.count
         var seqs: [TrainingSequence] = []
         for i in 0..<n { seqs.append(.init(tokens: b.chosen[i], completionStart: b.prompts[i].count)) }
@@ -66,6 +67,13 @@ final class TrainingGradientTests: XCTestCase {
     func testGradientsLlamaUntied() throws { try checkGradients("llama_untied", recompute: false) }
     func testGradientsLlamaUntiedRecompute() throws { try checkGradients("llama_untied", recompute: true) }
     func testGradientsQwen2BiasesWithRPO() throws { try checkGradients("qwen2_bias", recompute: true) }
+    /// Fixture sequences are 6–12 tokens: blocks of 1, 4 and 5 rows cover full, partial and ragged last blocks.
+    func testGradientsCausalAttentionBlocks() throws {
+        for blk in [1, 4, 5] {
+            try checkGradients("llama_untied", recompute: false, attentionBlock: blk)
+            try checkGradients("qwen2_bias", recompute: true, attentionBlock: blk)
+        }
+    }
     func testGradientsLogitsRecomputed() throws {
         try checkGradients("llama_untied", recompute: false, keepLogits: false)
         try checkGradients("llama_tied", recompute: true, keepLogits: false)

@@ -106,7 +106,8 @@ public final class TrainingModel: @unchecked Sendable {
         var recompute = true
         var xnf: Tensor!, rstdf: Tensor!
         var rows: [Int] = [], targets: [Int32] = [], rowSeq: [Int] = [], rowLse: [Float] = []
-        var probs: Tensor?                   // softmax of the LM head rows [R × V], when kept
+        var probs: Tensor?                   // e^(logit − max) of the LM head rows [R × V], when kept
+        var rowInvSum: [Float] = []          // 1 / Σ e^(logit − max) per row: probs · rowInvSum = softmax
         var ablation: NeuronSet?
         var sequenceCount = 0
     }
@@ -176,8 +177,12 @@ public final class TrainingModel: @unchecked Sendable {
 
         // LM head on the completion-predicting rows only.
         let R = st.rows.count, V = c.vocabSize
-        st.rowLse = [Float](repeating: 0, count: R)
-        var rowLogp = [Float](repeating: 0, count: R)
+        let lseP = UnsafeMutablePointer<Float>.allocate(capacity: max(1, R))
+        let invP = UnsafeMutablePointer<Float>.allocate(capacity: max(1, R))
+        let logpP = UnsafeMutablePointer<Float>.allocate(capacity: max(1, R))
+        let targetsP = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, R))
+        targetsP.initialize(from: st.targets, count: R)
+        defer { lseP.deallocate(); invP.deallocate(); logpP.deallocate(); targetsP.deallocate() }
         let probs: Tensor? = keepForBackward && R * V <= logitsBudgetBytes / 4 ? Tensor(shape: [R, V], zeroed: false) : nil
         let chunk = max(1, min(R, lmHeadChunkElements / V))
         let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * H))
@@ -190,30 +195,26 @@ public final class TrainingModel: @unchecked Sendable {
             let logits = probs.map { $0.pointer + r0 * V } ?? scratchLogits!
             for i in 0..<n { (buf + i * H).update(from: xnf.pointer + st.rows[r0 + i] * H, count: H) }
             BLAS.linear(buf, count: n, inFeatures: H, weight: W, outFeatures: V, into: logits)
-            let keep = probs != nil
-            st.rowLse.withUnsafeMutableBufferPointer { lseOut in
-                rowLogp.withUnsafeMutableBufferPointer { lp in
-                    st.targets.withUnsafeBufferPointer { tg in
-                        Parallel.forRanges(n) { rr in
-                            for i in rr {
-                                let row = logits + i * V
-                                let target = row[Int(tg[r0 + i])]
-                                let m = Vec.max(row, V)
-                                let s = Vec.expShift(row, V, m)
-                                let lse = m + logf(s)
-                                lseOut[r0 + i] = lse
-                                lp[r0 + i] = target - lse
-                                if keep { Vec.scale(row, V, 1 / s) }
-                            }
-                        }
-                    }
+            let lseOut = lseP + r0, inv = invP + r0, lp = logpP + r0, tg = targetsP + r0
+            Parallel.forRanges(n) { rr in
+                for i in rr {
+                    let row = logits + i * V
+                    let target = row[Int(tg[i])]
+                    let m = Vec.max(row, V)
+                    let s = Vec.expShift(row, V, m)
+                    let lse = m + logf(s)
+                    lseOut[i] = lse
+                    lp[i] = target - lse
+                    inv[i] = 1 / s   // normalising is folded into backward's scaling pass
                 }
             }
             r0 += n
         }
         st.probs = probs
+        st.rowLse = Array(UnsafeBufferPointer(start: lseP, count: R))
+        st.rowInvSum = Array(UnsafeBufferPointer(start: invP, count: R))
         var out = [SequenceLogProb](repeating: SequenceLogProb(sum: 0, count: 0), count: batch.count)
-        for i in 0..<R { out[st.rowSeq[i]].sum += Double(rowLogp[i]); out[st.rowSeq[i]].count += 1 }
+        for i in 0..<R { out[st.rowSeq[i]].sum += Double(logpP[i]); out[st.rowSeq[i]].count += 1 }
         if keepForBackward { state = st }
         return out
     }
@@ -264,8 +265,11 @@ public final class TrainingModel: @unchecked Sendable {
                                ablated: st.ablation?.perLayer[l] ?? [])
     }
 
+    /// Query rows per causal attention block (tests shrink it so short fixtures span several blocks).
+    var attentionBlock = 64
+
     private var layout: TrainAttention.Layout {
-        .init(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: config.headDim)
+        .init(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: config.headDim, block: attentionBlock)
     }
 
     private func add(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
@@ -371,15 +375,21 @@ public final class TrainingModel: @unchecked Sendable {
             if probs == nil { BLAS.linear(buf, count: n, inFeatures: H, weight: W, outFeatures: V, into: logits) }
             let recomputed = probs == nil
             st.rowLse.withUnsafeBufferPointer { lse in
-                st.targets.withUnsafeBufferPointer { tg in
-                    st.rowSeq.withUnsafeBufferPointer { rs in
-                        dLogProbs.withUnsafeBufferPointer { gs in
-                            Parallel.forRanges(n) { rr in
-                                for i in rr {
-                                    let row = logits + i * V, gi = gs[rs[r0 + i]]
-                                    if recomputed { Vec.expShift(row, V, lse[r0 + i]) }
-                                    Vec.scale(row, V, -gi)
-                                    row[Int(tg[r0 + i])] += gi
+                st.rowInvSum.withUnsafeBufferPointer { inv in
+                    st.targets.withUnsafeBufferPointer { tg in
+                        st.rowSeq.withUnsafeBufferPointer { rs in
+                            dLogProbs.withUnsafeBufferPointer { gs in
+                                Parallel.forRanges(n) { rr in
+                                    for i in rr {
+                                        let row = logits + i * V, r = r0 + i, gi = gs[rs[r]]
+                                        if recomputed {
+                                            Vec.expShift(row, V, lse[r])
+                                            Vec.scale(row, V, -gi)
+                                        } else {
+                                            Vec.scale(row, V, -gi * inv[r])
+                                        }
+                                        row[Int(tg[r])] += gi
+                                    }
                                 }
                             }
                         }
