@@ -124,36 +124,83 @@ public final class Optimizer: @unchecked Sendable {
             switch kind {
             case .adamw:
                 let M = ms![i].1.pointer, Vv = vs![i].1.pointer
-                let decay = Float(1 - lr * wd), w1 = Float(1 - beta1), b2 = Float(beta2), w2 = Float(1 - beta2)
-                let stepSize = Float(lr / bc1), bc2s = Float(bc2.squareRoot()), e = Float(eps)
-                Parallel.forRanges(rows, minChunk: 16) { rr in
-                    for r in rr {
-                        for c in 0..<cols {
-                            if let mk, mk.frozen(r, c) { continue }
-                            let j = r * cols + c, g = G[j]
-                            var x = P[j]
-                            if wd != 0 { x *= decay }
-                            let mj = M[j] + w1 * (g - M[j])
-                            let vj = Vv[j] * b2 + w2 * g * g
-                            M[j] = mj; Vv[j] = vj
-                            let denom = vj.squareRoot() / bc2s + e
-                            P[j] = x - stepSize * (mj / denom)
-                        }
-                    }
+                let k = AdamWConstants(decay: Float(1 - lr * wd), applyDecay: wd != 0, w1: Float(1 - beta1), b2: Float(beta2),
+                                       w2: Float(1 - beta2), stepSize: Float(lr / bc1), bc2s: Float(bc2.squareRoot()),
+                                       eps: Float(eps))
+                Self.forEachTrainableSpan(rows: rows, cols: cols, mask: mk) { j, n in
+                    Self.adamw(P + j, G + j, M + j, Vv + j, n, k)
                 }
             case .sgd:
                 let lrf = Float(lr), wdf = Float(wd)
-                Parallel.forRanges(rows, minChunk: 16) { rr in
-                    for r in rr {
-                        for c in 0..<cols {
-                            if let mk, mk.frozen(r, c) { continue }
-                            let j = r * cols + c
-                            let d = wdf != 0 ? G[j] + wdf * P[j] : G[j]
-                            P[j] = P[j] - lrf * d
-                        }
+                Self.forEachTrainableSpan(rows: rows, cols: cols, mask: mk) { j0, n in
+                    for j in j0..<(j0 + n) {
+                        let d = wdf != 0 ? G[j] + wdf * P[j] : G[j]
+                        P[j] = P[j] - lrf * d
                     }
                 }
             }
+        }
+    }
+
+    /// Calls `body(start, count)` for each run of consecutive trainable elements of a [rows × cols] tensor,
+    /// rows spread over the workers (a fully trainable 1-D tensor is split into column ranges instead).
+    static func forEachTrainableSpan(rows: Int, cols: Int, mask: TensorMask?, _ body: (Int, Int) -> Void) {
+        guard let mask else {
+            Parallel.forRanges(rows * cols, minChunk: 1 << 14) { r in body(r.lowerBound, r.count) }
+            return
+        }
+        if mask.all { return }
+        Parallel.forRanges(rows, minChunk: 16) { rr in
+            for r in rr {
+                if mask.frozenRows?[r] == true { continue }
+                guard let fc = mask.frozenCols else { body(r * cols, cols); continue }
+                var c = 0
+                while c < cols {
+                    while c < cols && fc[c] { c += 1 }
+                    let lo = c
+                    while c < cols && !fc[c] { c += 1 }
+                    if c > lo { body(r * cols + lo, c - lo) }
+                }
+            }
+        }
+    }
+
+    struct AdamWConstants {
+        var decay: Float, applyDecay: Bool, w1: Float, b2: Float, w2: Float, stepSize: Float, bc2s: Float, eps: Float
+    }
+
+    /// PyTorch's AdamW update over n consecutive elements; lanes do exactly the scalar operations, in the same
+    /// order, so both paths round identically.
+    @inline(__always)
+    static func adamw(_ P: UnsafeMutablePointer<Float>, _ G: UnsafePointer<Float>, _ M: UnsafeMutablePointer<Float>,
+                      _ Vv: UnsafeMutablePointer<Float>, _ n: Int, _ k: AdamWConstants) {
+        typealias V = SIMD16<Float>
+        @inline(__always) func ld(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+        @inline(__always) func st(_ v: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
+        let decay = V(repeating: k.decay), w1 = V(repeating: k.w1), b2 = V(repeating: k.b2), w2 = V(repeating: k.w2)
+        let stepSize = V(repeating: k.stepSize), bc2s = V(repeating: k.bc2s), e = V(repeating: k.eps)
+        var j = 0
+        while j + 16 <= n {
+            let g = ld(G + j), m0 = ld(M + j)
+            var x = ld(P + j)
+            if k.applyDecay { x *= decay }
+            let mj = m0 + w1 * (g - m0)
+            let vj = ld(Vv + j) * b2 + w2 * g * g
+            st(mj, M + j); st(vj, Vv + j)
+            let denom = vj.squareRoot() / bc2s + e
+            st(x - stepSize * (mj / denom), P + j)
+            j += 16
+        }
+        while j < n {
+            let g = G[j]
+            var x = P[j]
+            if k.applyDecay { x *= k.decay }
+            let mj = M[j] + k.w1 * (g - M[j])
+            let vj = Vv[j] * k.b2 + k.w2 * g * g
+            M[j] = mj; Vv[j] = vj
+            let denom = vj.squareRoot() / k.bc2s + k.eps
+            P[j] = x - k.stepSize * (mj / denom)
+            j += 1
         }
     }
 }

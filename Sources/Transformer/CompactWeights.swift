@@ -5,16 +5,24 @@ import Tensors
 public enum DecodeWeights: String, Sendable, CaseIterable {
     /// The f32 weights through sgemm: bit-for-bit the same logits as prefill.
     case f32
-    /// Per-row int8 copies of every projection and the LM head (`Int8Matrix`), used for decode steps of at
-    /// most `Int8Matrix.maxBatch` rows. About 4× less memory traffic per token; logits differ from f32 by
-    /// the rounding of each weight to 1/254 of its row's range.
+    /// Compact copies of every projection and the LM head, used for decode steps of at most
+    /// `Int8Matrix.maxBatch` rows: lossless 4-bit (`Grid4Matrix`) where the weights lie on a Q4 grid (a
+    /// Q4_0/Q4_1 GGUF as loaded), else int8 with a scale per 32 weights (`Int8Matrix`, like GGUF Q8_0),
+    /// whose logits differ from f32 by the rounding of each weight to 1/254 of its block's range.
+    /// 4–7× less memory traffic per token than f32.
     case int8
 
-    /// The default: f32, unless the environment says `SAFENEURON_DECODE_WEIGHTS=int8`. int8 is opt-in
-    /// because per-row int8 flips greedy tokens at near-ties on the tiny random fixture models.
+    /// Compact copies only when they hold exactly the f32 weights (every matrix lossless: a Q4/Q8 GGUF as
+    /// loaded), otherwise the f32 weights. Decoding then never depends on how many rows a step has, so a
+    /// prompt's greedy answer does not change with its place in a batch even for trained (f32) models.
+    case auto
+
+    /// The default: `auto`, unless the environment says `SAFENEURON_DECODE_WEIGHTS=f32` (bit-exact to
+    /// prefill; what parity tests against PyTorch use) or `=int8` (compact copies always, lossy for f32
+    /// checkpoints).
     public static var environmentDefault: DecodeWeights {
         if let v = getenvString("SAFENEURON_DECODE_WEIGHTS"), let d = DecodeWeights(rawValue: v.lowercased()) { return d }
-        return .f32
+        return .auto
     }
 }
 
@@ -23,21 +31,37 @@ public enum DecodeWeights: String, Sendable, CaseIterable {
     return String(cString: p)
 }
 
-/// int8 copies of a model's matrices, tagged with a checksum of the f32 weights they were made from so
-/// that in-place weight updates (training, pruning) are noticed and the copies rebuilt.
+/// Compact copies of a model's matrices for small decode steps, tagged with a checksum of the f32 weights
+/// they were made from so that in-place weight updates (training, pruning) are noticed and the copies
+/// rebuilt. A matrix whose every block of 32 lies on a 16-level grid (a Q4_0/Q4_1 GGUF dequantised to
+/// f32) is held losslessly in 4 bits (`Grid4Matrix`); any other in block-scaled int8 (`Int8Matrix`).
 final class CompactWeights {
-    struct Layer { let q, k, v, o, gate, up, down: Int8Matrix }
+    /// q/k/v and gate/up are stacked: each multiplies the same input, so one parallel pass does all.
+    struct Layer { let qkv, o, gateUp, down: any DecodeMatrix }
     let layers: [Layer]
-    let lmHead: Int8Matrix
+    let lmHead: any DecodeMatrix
     let checksum: UInt64
+    /// Matrices held losslessly in 4 bits, of all (7 per layer + LM head, stacked ones counted once).
+    let lossless: Int, total: Int
+    /// Every matrix holds exactly the f32 weights (a Q8_0 LM head re-quantises to its own codes and scales).
+    var isExact: Bool { lossless == total }
 
     init(_ w: LlamaWeights, checksum: UInt64) {
-        layers = w.layers.map {
-            Layer(q: Int8Matrix($0.qProj), k: Int8Matrix($0.kProj), v: Int8Matrix($0.vProj), o: Int8Matrix($0.oProj),
-                  gate: Int8Matrix($0.gateProj), up: Int8Matrix($0.upProj), down: Int8Matrix($0.downProj))
+        var lossless = 0, total = 0
+        func compact(_ parts: [Tensor]) -> any DecodeMatrix {
+            total += 1
+            if let g = Grid4Matrix.exact(stacking: parts) { lossless += 1; return g }
+            let m = Int8Matrix(stacking: parts)
+            if m.reproduces(parts) { lossless += 1 }
+            return m
         }
-        lmHead = Int8Matrix(w.outputWeight)
+        layers = w.layers.map {
+            Layer(qkv: compact([$0.qProj, $0.kProj, $0.vProj]), o: compact([$0.oProj]),
+                  gateUp: compact([$0.gateProj, $0.upProj]), down: compact([$0.downProj]))
+        }
+        lmHead = compact([w.outputWeight])
         self.checksum = checksum
+        self.lossless = lossless; self.total = total
     }
 
     /// Order-sensitive checksum of the bit patterns of every matrix the copies are made from. One pass

@@ -113,7 +113,7 @@ public final class DecodeSession {
     /// Tokens held per slot so far.
     public private(set) var lengths: [Int]
     let cache: KVCache
-    /// int8 weight copies for small decode steps (nil: f32), looked up at the session's first such step;
+    /// Compact weight copies for small decode steps (nil: f32), looked up at the session's first such step;
     /// the weights must not change during a session (its cached keys/values would be stale too).
     private var compact: CompactWeights?
     private var compactLooked = false

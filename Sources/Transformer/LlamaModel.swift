@@ -41,16 +41,16 @@ public final class LlamaModel: @unchecked Sendable {
     public var decodeWeights: DecodeWeights = .environmentDefault
     var compact: CompactWeights?
 
-    /// The int8 copies for a decode session, rebuilt when the f32 weights changed since they were made;
+    /// The block-int8 copies for a decode session, rebuilt when the f32 weights changed since they were made;
     /// nil when decoding in f32.
     func compactWeightsForDecode() -> CompactWeights? {
-        guard decodeWeights == .int8 else { compact = nil; return nil }
+        guard decodeWeights != .f32 else { compact = nil; return nil }
         let sum = CompactWeights.checksum(weights)
-        if let c = compact, c.checksum == sum { return c }
+        if let c = compact, c.checksum == sum { return decodeWeights == .int8 || c.isExact ? c : nil }
         compact = nil   // free the stale copies before building new ones
         let c = CompactWeights(weights, checksum: sum)
         compact = c
-        return c
+        return decodeWeights == .int8 || c.isExact ? c : nil
     }
 
     public init(weights: LlamaWeights) throws {
@@ -270,8 +270,8 @@ public final class LlamaModel: @unchecked Sendable {
         let c = config
         let rows = plan.rows
         let small = compact != nil && rows <= Int8Matrix.maxBatch
-        // Small decode batches go through the int8 copies; everything else through sgemm on f32.
-        func linear(_ x: UnsafePointer<Float>, _ inF: Int, _ w: Tensor, _ cw: Int8Matrix?, _ outF: Int,
+        // Small decode batches go through the compact copies; everything else through sgemm on f32.
+        func linear(_ x: UnsafePointer<Float>, _ inF: Int, _ w: Tensor, _ cw: (any DecodeMatrix)?, _ outF: Int,
                     _ out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
             if small, let cw {
                 cw.apply(x, count: rows, into: out, accumulate: accumulate)
@@ -295,9 +295,13 @@ public final class LlamaModel: @unchecked Sendable {
             for (l, layer) in weights.layers.enumerated() {
                 let cl = small ? compact?.layers[l] : nil
                 Kernels.rmsNorm(ws.x, rows: rows, dim: H, weight: layer.inputNorm.pointer, eps: eps, into: ws.xn)
-                linear(ws.xn, H, layer.qProj, cl?.q, qDim, ws.q)
-                linear(ws.xn, H, layer.kProj, cl?.k, kvDim, ws.k)
-                linear(ws.xn, H, layer.vProj, cl?.v, kvDim, ws.v)
+                if let cl {
+                    cl.qkv.apply(ws.xn, count: rows, into: ws.q, ws.k, ws.v)
+                } else {
+                    linear(ws.xn, H, layer.qProj, nil, qDim, ws.q)
+                    linear(ws.xn, H, layer.kProj, nil, kvDim, ws.k)
+                    linear(ws.xn, H, layer.vProj, nil, kvDim, ws.v)
+                }
                 if let b = layer.qBias { Kernels.addBias(b.pointer, rows: rows, dim: qDim, to: ws.q) }
                 if let b = layer.kBias { Kernels.addBias(b.pointer, rows: rows, dim: kvDim, to: ws.k) }
                 if let b = layer.vBias { Kernels.addBias(b.pointer, rows: rows, dim: kvDim, to: ws.v) }
@@ -322,8 +326,12 @@ public final class LlamaModel: @unchecked Sendable {
                                  out: ws.att, outStride: qDim, scratch: ws.scores)
                 linear(ws.att, qDim, layer.oProj, cl?.o, H, ws.x, accumulate: true)
                 Kernels.rmsNorm(ws.x, rows: rows, dim: H, weight: layer.postAttentionNorm.pointer, eps: eps, into: ws.xn)
-                linear(ws.xn, H, layer.gateProj, cl?.gate, I, ws.gate)
-                linear(ws.xn, H, layer.upProj, cl?.up, I, ws.up)
+                if let cl {
+                    cl.gateUp.apply(ws.xn, count: rows, into: ws.gate, ws.up, nil)
+                } else {
+                    linear(ws.xn, H, layer.gateProj, nil, I, ws.gate)
+                    linear(ws.xn, H, layer.upProj, nil, I, ws.up)
+                }
                 Kernels.swiglu(gate: ws.gate, up: ws.up, count: rows * I)
                 if l < ablate.count, !ablate[l].isEmpty {
                     ablate[l].withUnsafeBufferPointer { cols in
@@ -350,7 +358,7 @@ public final class LlamaModel: @unchecked Sendable {
         for (i, r) in rows.enumerated() { (ws.head + i * H).update(from: ws.x + r * H, count: H) }
         Kernels.rmsNorm(ws.head, rows: rows.count, dim: H, weight: weights.norm.pointer, eps: Float(c.rmsNormEps), into: ws.head)
         if let compact, rows.count <= Int8Matrix.maxBatch {
-            compact.lmHead.apply(ws.head, count: rows.count, into: out)
+            compact.lmHead.apply(ws.head, count: rows.count, into: out, accumulate: false)
         } else {
             BLAS.linear(ws.head, count: rows.count, inFeatures: H, weight: weights.outputWeight.pointer,
                         outFeatures: c.vocabSize, into: out)

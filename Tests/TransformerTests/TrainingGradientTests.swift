@@ -7,12 +7,15 @@ import Tensors
 final class TrainingGradientTests: XCTestCase {
     /// DPO sigmoid loss (+ optional RPO) gradients by hand from the per-sequence log-probs, exactly as
     /// the fixture script composes them; the engine must reproduce PyTorch autograd per tensor.
-    func checkGradients(_ name: String, recompute: Bool, file: StaticString = #filePath, line: UInt = #line) throws {
+    func checkGradients(_ name: String, recompute: Bool, keepLogits: Bool = true, attentionBlock: Int? = nil,
+                        file: StaticString = #filePath, line: UInt = #line) throws {
         let w = try TrainingFixture.weights(name)
         let b = try TrainingFixture.batch(name)
         let ns = try TrainingFixture.neuronSet(b, w.config)
         let model = try TrainingModel(weights: w, recomputeLayers: recompute)
         model.lmHeadChunkElements = 3 * w.config.vocabSize   // force several LM-head chunks
+        if !keepLogits { model.logitsBudgetBytes = 0 }        // backward recomputes the LM-head logits
+        if let attentionBlock { model.attentionBlock = attentionBlock }
         let n = b.prompts.count
         var seqs: [TrainingSequence] = []
         for i in 0..<n { seqs.append(.init(tokens: b.chosen[i], completionStart: b.prompts[i].count)) }
@@ -64,6 +67,41 @@ final class TrainingGradientTests: XCTestCase {
     func testGradientsLlamaUntied() throws { try checkGradients("llama_untied", recompute: false) }
     func testGradientsLlamaUntiedRecompute() throws { try checkGradients("llama_untied", recompute: true) }
     func testGradientsQwen2BiasesWithRPO() throws { try checkGradients("qwen2_bias", recompute: true) }
+    /// Fixture sequences are 6–12 tokens: blocks of 1, 4 and 5 rows cover full, partial and ragged last blocks.
+    func testGradientsCausalAttentionBlocks() throws {
+        for blk in [1, 4, 5] {
+            try checkGradients("llama_untied", recompute: false, attentionBlock: blk)
+            try checkGradients("qwen2_bias", recompute: true, attentionBlock: blk)
+        }
+    }
+    func testGradientsLogitsRecomputed() throws {
+        try checkGradients("llama_untied", recompute: false, keepLogits: false)
+        try checkGradients("llama_tied", recompute: true, keepLogits: false)
+    }
+
+    /// The default (nil) policy keeps activations under the budget and recomputes above it; both match.
+    func testRecomputePolicyAndRepeatedBackward() throws {
+        let w = try TrainingFixture.weights("llama_untied")
+        let b = try TrainingFixture.batch("llama_untied")
+        let seqs = (0..<b.prompts.count).map { TrainingSequence(tokens: b.chosen[$0], completionStart: b.prompts[$0].count) }
+        let T = seqs.reduce(0) { $0 + $1.tokens.count }
+        let d = (0..<seqs.count).map { Float($0 + 1) * 0.25 }
+        var results: [[Float]] = []
+        for budget in [Int.max, 0] {
+            let model = try TrainingModel(weights: w)
+            model.activationBudgetBytes = budget
+            XCTAssertEqual(model.recomputes(tokens: T), budget == 0)
+            _ = try model.forward(seqs)
+            let g1 = LlamaGradients(config: w.config), g2 = LlamaGradients(config: w.config)
+            try model.backward(dLogProbs: d, into: g1)
+            try model.backward(dLogProbs: d, into: g2)   // the kept logits were consumed: this one recomputes them
+            let a = g1.namedParameters.flatMap { $0.1.array }, c = g2.namedParameters.flatMap { $0.1.array }
+            XCTAssertLessThan(TrainingFixture.relError(c, a), 1e-5)
+            results.append(a)
+        }
+        XCTAssertLessThan(TrainingFixture.relError(results[1], results[0]), 1e-5)
+        XCTAssertGreaterThan(TrainingModel.keptActivationBytes(tokens: T, config: w.config), 0)
+    }
 
     func testForwardOnlyMatchesKeptForward() throws {
         let w = try TrainingFixture.weights("llama_untied")

@@ -7,6 +7,8 @@ import Tensors
 enum TrainAttention {
     struct Layout {
         var heads: Int, kvHeads: Int, headDim: Int
+        /// Query rows per causal block: each block's products stop at its last row's keys.
+        var block = 64
         var qDim: Int { heads * headDim }
         var kvDim: Int { kvHeads * headDim }
         var scale: Float { 1 / Float(headDim).squareRoot() }
@@ -54,21 +56,24 @@ enum TrainAttention {
             let off = offsets[s], L = lengths[s]
             let g = h / group
             let Q = q + off * a.qDim + h * d, K = k + off * a.kvDim + g * d, V = v + off * a.kvDim + g * d
-            BLAS.sgemm(transB: true, m: L, n: L, k: d, alpha: a.scale, a: Q, lda: a.qDim, b: K, ldb: a.kvDim,
-                       c: S, ldc: L)
-            for i in 0..<L {
-                let row = S + i * L
-                var m = -Float.infinity
-                for j in 0...i { m = max(m, row[j]) }
-                var sum: Float = 0
-                for j in 0...i { let e = expf(row[j] - m); row[j] = e; sum += e }
-                let inv = 1 / sum
-                for j in 0...i { row[j] *= inv }
-                for j in (i + 1)..<L { row[j] = 0 }
-                lse[(off + i) * a.heads + h] = m + logf(sum)
+            let O = out + off * a.qDim + h * d
+            // Row blocks only multiply the key columns they can see: about half of the full square.
+            var i0 = 0
+            while i0 < L {
+                let i1 = min(L, i0 + max(1, a.block)), m = i1 - i0
+                BLAS.sgemm(transB: true, m: m, n: i1, k: d, alpha: a.scale, a: Q + i0 * a.qDim, lda: a.qDim, b: K, ldb: a.kvDim,
+                           c: S + i0 * L, ldc: L)
+                for i in i0..<i1 {
+                    let row = S + i * L
+                    let mx = Vec.max(row, i + 1)
+                    let sum = Vec.expShift(row, i + 1, mx)
+                    Vec.scale(row, i + 1, 1 / sum)
+                    (row + i + 1).update(repeating: 0, count: i1 - i - 1)
+                    lse[(off + i) * a.heads + h] = mx + logf(sum)
+                }
+                BLAS.sgemm(m: m, n: d, k: i1, a: S + i0 * L, lda: L, b: V, ldb: a.kvDim, c: O + i0 * a.qDim, ldc: a.qDim)
+                i0 = i1
             }
-            BLAS.sgemm(m: L, n: d, k: L, a: S, lda: L, b: V, ldb: a.kvDim,
-                       c: out + off * a.qDim + h * d, ldc: a.qDim)
         }
     }
 
@@ -85,27 +90,35 @@ enum TrainAttention {
             for h in (g * group)..<((g + 1) * group) {
                 let Q = q + off * a.qDim + h * d, K = k + off * a.kvDim + g * d, V = v + off * a.kvDim + g * d
                 let dO = dout + off * a.qDim + h * d
-                BLAS.sgemm(transB: true, m: L, n: L, k: d, alpha: a.scale, a: Q, lda: a.qDim, b: K, ldb: a.kvDim,
-                           c: P, ldc: L)
-                for i in 0..<L {
-                    let row = P + i * L, m = lse[(off + i) * a.heads + h]
-                    for j in 0...i { row[j] = expf(row[j] - m) }
-                    for j in (i + 1)..<L { row[j] = 0 }
+                let dQ = dq + off * a.qDim + h * d, dK = dk + off * a.kvDim + g * d, dV = dv + off * a.kvDim + g * d
+                var i0 = 0
+                while i0 < L {
+                    let i1 = min(L, i0 + max(1, a.block)), m = i1 - i0
+                    let Pb = P + i0 * L, dPb = dP + i0 * L, Qb = Q + i0 * a.qDim, dOb = dO + i0 * a.qDim
+                    BLAS.sgemm(transB: true, m: m, n: i1, k: d, alpha: a.scale, a: Qb, lda: a.qDim, b: K, ldb: a.kvDim,
+                               c: Pb, ldc: L)
+                    for i in i0..<i1 {
+                        let row = P + i * L
+                        Vec.expShift(row, i + 1, lse[(off + i) * a.heads + h])
+                        (row + i + 1).update(repeating: 0, count: i1 - i - 1)
+                    }
+                    BLAS.sgemm(transB: true, m: m, n: i1, k: d, a: dOb, lda: a.qDim, b: V, ldb: a.kvDim, c: dPb, ldc: L)
+                    BLAS.sgemm(transA: true, m: i1, n: d, k: m, a: Pb, lda: L, b: dOb, ldb: a.qDim, beta: 1,
+                               c: dV, ldc: a.kvDim)
+                    for i in i0..<i1 {
+                        let p = P + i * L, dp = dP + i * L, n = i + 1
+                        let dot = Vec.dot(p, dp, n), vd = Vec.V(repeating: dot)
+                        var j = 0
+                        while j + 16 <= n { Vec.store(Vec.load(p + j) * (Vec.load(dp + j) - vd), dp + j); j += 16 }
+                        while j < n { dp[j] = p[j] * (dp[j] - dot); j += 1 }
+                        (dp + n).update(repeating: 0, count: i1 - n)
+                    }
+                    BLAS.sgemm(m: m, n: d, k: i1, alpha: a.scale, a: dPb, lda: L, b: K, ldb: a.kvDim,
+                               c: dQ + i0 * a.qDim, ldc: a.qDim)
+                    BLAS.sgemm(transA: true, m: i1, n: d, k: m, alpha: a.scale, a: dPb, lda: L, b: Qb, ldb: a.qDim, beta: 1,
+                               c: dK, ldc: a.kvDim)
+                    i0 = i1
                 }
-                BLAS.sgemm(transB: true, m: L, n: L, k: d, a: dO, lda: a.qDim, b: V, ldb: a.kvDim, c: dP, ldc: L)
-                BLAS.sgemm(transA: true, m: L, n: d, k: L, a: P, lda: L, b: dO, ldb: a.qDim, beta: 1,
-                           c: dv + off * a.kvDim + g * d, ldc: a.kvDim)
-                for i in 0..<L {
-                    let p = P + i * L, dp = dP + i * L
-                    var dot: Float = 0
-                    for j in 0...i { dot += p[j] * dp[j] }
-                    for j in 0...i { dp[j] = p[j] * (dp[j] - dot) }
-                    for j in (i + 1)..<L { dp[j] = 0 }
-                }
-                BLAS.sgemm(m: L, n: d, k: L, alpha: a.scale, a: dP, lda: L, b: K, ldb: a.kvDim,
-                           c: dq + off * a.qDim + h * d, ldc: a.qDim)
-                BLAS.sgemm(transA: true, m: L, n: d, k: L, alpha: a.scale, a: dP, lda: L, b: Q, ldb: a.qDim, beta: 1,
-                           c: dk + off * a.kvDim + g * d, ldc: a.kvDim)
             }
         }
     }

@@ -29,19 +29,29 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
 
 /// Exact f32 training forward/backward for a Llama-family model over a ragged batch.
 ///
-/// Memory: with `recomputeLayers` only each layer's input [T×H] is kept and the layer's activations are
-/// recomputed during backward (one layer's worth live at a time). The LM head only runs on rows that
-/// predict a completion token, in chunks of at most `lmHeadChunkElements` logits, and is recomputed in backward.
+/// Memory: unless layers are recomputed, each layer keeps what its backward needs and cannot cheaply
+/// rebuild (q, k, v, attention output, post-attention residual, gate, up, per-row scalars:
+/// `keptActivationBytes`); the norms' outputs and the SwiGLU product are recomputed in backward from
+/// those. With recomputation only each layer's input [T×H] is kept and the whole layer runs again during
+/// backward (one layer's worth live at a time, a third more layer matmul work). The LM head only runs on
+/// rows that predict a completion token, in chunks of at most `lmHeadChunkElements` logits; their
+/// probabilities are kept for backward when they fit `logitsBudgetBytes`, else recomputed.
 public final class TrainingModel: @unchecked Sendable {
     public let weights: LlamaWeights
     public let config: LlamaConfig
-    public var recomputeLayers: Bool
+    /// true: always recompute layers in backward; false: always keep activations; nil (default): keep them
+    /// when `keptActivationBytes` of the batch is at most `activationBudgetBytes`.
+    public var recomputeLayers: Bool?
+    public var activationBudgetBytes: Int = 3 << 30
+    /// LM-head probabilities of the completion rows [rows × vocab] are kept from forward to backward (saving
+    /// the logits' recomputation, a quarter of the LM head's work) when they take at most this many bytes.
+    public var logitsBudgetBytes: Int = 1 << 30
     public var lmHeadChunkElements: Int = 1 << 23
 
     private var ropeCos: [Float] = [], ropeSin: [Float] = [], ropeLen = 0
     private var state: ForwardState?
 
-    public init(weights: LlamaWeights, recomputeLayers: Bool = true) throws {
+    public init(weights: LlamaWeights, recomputeLayers: Bool? = nil) throws {
         try weights.config.validate(source: "training model")
         self.weights = weights
         self.config = weights.config
@@ -51,21 +61,41 @@ public final class TrainingModel: @unchecked Sendable {
     /// Frees what the last forward kept for backward.
     public func releaseState() { state = nil }
 
+    /// Bytes of per-layer activations a forward over `tokens` packed rows keeps for backward when it does
+    /// not recompute layers (beyond the layer inputs, which are kept either way).
+    public static func keptActivationBytes(tokens: Int, config c: LlamaConfig) -> Int {
+        let perTokenLayer = 2 * c.qDim + 2 * c.kvDim + c.hiddenSize + 2 * c.intermediateSize + 2 + c.numAttentionHeads
+        return 4 * tokens * perTokenLayer * c.numHiddenLayers
+    }
+
+    /// Whether a forward over `tokens` rows recomputes layers in backward under the current settings.
+    public func recomputes(tokens: Int) -> Bool {
+        recomputeLayers ?? (Self.keptActivationBytes(tokens: tokens, config: config) > activationBudgetBytes)
+    }
+
     // MARK: Saved activations
 
+    /// What one layer's backward reads and cannot cheaply rebuild.
     final class LayerActs {
-        let xn1, q, k, v, att, x2, xn2, gate, up, h: Tensor
+        let q, k, v, att, x2, gate, up: Tensor
         let rstd1, rstd2, lse: Tensor
         init(T: Int, c: LlamaConfig) {
-            xn1 = Tensor(shape: [T, c.hiddenSize], zeroed: false); x2 = Tensor(shape: [T, c.hiddenSize], zeroed: false)
-            xn2 = Tensor(shape: [T, c.hiddenSize], zeroed: false)
+            x2 = Tensor(shape: [T, c.hiddenSize], zeroed: false)
             q = Tensor(shape: [T, c.qDim], zeroed: false); att = Tensor(shape: [T, c.qDim], zeroed: false)
             k = Tensor(shape: [T, c.kvDim], zeroed: false); v = Tensor(shape: [T, c.kvDim], zeroed: false)
             gate = Tensor(shape: [T, c.intermediateSize], zeroed: false)
             up = Tensor(shape: [T, c.intermediateSize], zeroed: false)
-            h = Tensor(shape: [T, c.intermediateSize], zeroed: false)
             rstd1 = Tensor(shape: [T], zeroed: false); rstd2 = Tensor(shape: [T], zeroed: false)
             lse = Tensor(shape: [T, c.numAttentionHeads], zeroed: false)
+        }
+    }
+
+    /// The cheap-to-rebuild activations of the layer being processed (shared by all layers).
+    final class LayerWork {
+        let xn1, xn2, h: Tensor
+        init(T: Int, c: LlamaConfig) {
+            xn1 = Tensor(shape: [T, c.hiddenSize], zeroed: false); xn2 = Tensor(shape: [T, c.hiddenSize], zeroed: false)
+            h = Tensor(shape: [T, c.intermediateSize], zeroed: false)
         }
     }
 
@@ -73,8 +103,11 @@ public final class TrainingModel: @unchecked Sendable {
         var ids: [Int32] = [], positions: [Int32] = [], offsets: [Int] = [], lengths: [Int] = []
         var layerInputs: [Tensor] = []       // x_0 … x_L (x_L = final residual)
         var layerActs: [LayerActs] = []      // only without recompute
+        var recompute = true
         var xnf: Tensor!, rstdf: Tensor!
         var rows: [Int] = [], targets: [Int32] = [], rowSeq: [Int] = [], rowLse: [Float] = []
+        var probs: Tensor?                   // e^(logit − max) of the LM head rows [R × V], when kept
+        var rowInvSum: [Float] = []          // 1 / Σ e^(logit − max) per row: probs · rowInvSum = softmax
         var ablation: NeuronSet?
         var sequenceCount = 0
     }
@@ -116,20 +149,23 @@ public final class TrainingModel: @unchecked Sendable {
             maxLen = max(maxLen, L)
         }
         let T = st.ids.count
+        st.recompute = recomputes(tokens: T)
+        let keepActs = keepForBackward && !st.recompute
         ensureRope(maxLen)
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: TrainAttention.scratchCount(maxLen: maxLen))
         defer { scratch.deallocate() }
 
         var x = Tensor(shape: [T, H], zeroed: false)
         TrainOps.embeddingForward(x.pointer, ids: st.ids, table: weights.embedTokens.pointer, hidden: H)
-        let reuse = (keepForBackward && !recomputeLayers) ? nil : LayerActs(T: T, c: c)
+        let work = LayerWork(T: T, c: c)
+        let reuse = keepActs ? nil : LayerActs(T: T, c: c)
         for l in 0..<c.numHiddenLayers {
             let acts = reuse ?? LayerActs(T: T, c: c)
             let out = Tensor(shape: [T, H], zeroed: false)
-            layerForward(l, x: x, out: out, acts: acts, st: st, scratch: scratch)
+            layerForward(l, x: x, out: out, acts: acts, work: work, st: st, scratch: scratch)
             if keepForBackward {
                 st.layerInputs.append(x)
-                if !recomputeLayers { st.layerActs.append(acts) }
+                if keepActs { st.layerActs.append(acts) }
             }
             x = out
         }
@@ -141,55 +177,59 @@ public final class TrainingModel: @unchecked Sendable {
 
         // LM head on the completion-predicting rows only.
         let R = st.rows.count, V = c.vocabSize
-        st.rowLse = [Float](repeating: 0, count: R)
-        var rowLogp = [Float](repeating: 0, count: R)
+        let lseP = UnsafeMutablePointer<Float>.allocate(capacity: max(1, R))
+        let invP = UnsafeMutablePointer<Float>.allocate(capacity: max(1, R))
+        let logpP = UnsafeMutablePointer<Float>.allocate(capacity: max(1, R))
+        let targetsP = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, R))
+        targetsP.initialize(from: st.targets, count: R)
+        defer { lseP.deallocate(); invP.deallocate(); logpP.deallocate(); targetsP.deallocate() }
+        let probs: Tensor? = keepForBackward && R * V <= logitsBudgetBytes / 4 ? Tensor(shape: [R, V], zeroed: false) : nil
         let chunk = max(1, min(R, lmHeadChunkElements / V))
         let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * H))
-        let logits = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * V))
-        defer { buf.deallocate(); logits.deallocate() }
+        let scratchLogits: UnsafeMutablePointer<Float>? = probs == nil ? .allocate(capacity: max(1, chunk * V)) : nil
+        defer { buf.deallocate(); scratchLogits?.deallocate() }
         let W = weights.outputWeight.pointer
         var r0 = 0
         while r0 < R {
             let n = min(chunk, R - r0)
+            let logits = probs.map { $0.pointer + r0 * V } ?? scratchLogits!
             for i in 0..<n { (buf + i * H).update(from: xnf.pointer + st.rows[r0 + i] * H, count: H) }
             BLAS.linear(buf, count: n, inFeatures: H, weight: W, outFeatures: V, into: logits)
-            st.rowLse.withUnsafeMutableBufferPointer { lseOut in
-                rowLogp.withUnsafeMutableBufferPointer { lp in
-                    st.targets.withUnsafeBufferPointer { tg in
-                        Parallel.forRanges(n) { rr in
-                            for i in rr {
-                                let row = logits + i * V
-                                var m = -Float.infinity
-                                for j in 0..<V { m = max(m, row[j]) }
-                                var s: Float = 0
-                                for j in 0..<V { s += expf(row[j] - m) }
-                                let lse = m + logf(s)
-                                lseOut[r0 + i] = lse
-                                lp[r0 + i] = row[Int(tg[r0 + i])] - lse
-                            }
-                        }
-                    }
+            let lseOut = lseP + r0, inv = invP + r0, lp = logpP + r0, tg = targetsP + r0
+            Parallel.forRanges(n) { rr in
+                for i in rr {
+                    let row = logits + i * V
+                    let target = row[Int(tg[i])]
+                    let m = Vec.max(row, V)
+                    let s = Vec.expShift(row, V, m)
+                    let lse = m + logf(s)
+                    lseOut[i] = lse
+                    lp[i] = target - lse
+                    inv[i] = 1 / s   // normalising is folded into backward's scaling pass
                 }
             }
             r0 += n
         }
+        st.probs = probs
+        st.rowLse = Array(UnsafeBufferPointer(start: lseP, count: R))
+        st.rowInvSum = Array(UnsafeBufferPointer(start: invP, count: R))
         var out = [SequenceLogProb](repeating: SequenceLogProb(sum: 0, count: 0), count: batch.count)
-        for i in 0..<R { out[st.rowSeq[i]].sum += Double(rowLogp[i]); out[st.rowSeq[i]].count += 1 }
+        for i in 0..<R { out[st.rowSeq[i]].sum += Double(logpP[i]); out[st.rowSeq[i]].count += 1 }
         if keepForBackward { state = st }
         return out
     }
 
-    private func layerForward(_ l: Int, x: Tensor, out: Tensor, acts a: LayerActs, st: ForwardState,
+    private func layerForward(_ l: Int, x: Tensor, out: Tensor, acts a: LayerActs, work w: LayerWork, st: ForwardState,
                               scratch: UnsafeMutablePointer<Float>) {
         let c = config, lw = weights.layers[l], T = st.ids.count, H = c.hiddenSize, I = c.intermediateSize
         let eps = Float(c.rmsNormEps)
-        TrainOps.rmsnormForward(a.xn1.pointer, rstd: a.rstd1.pointer, x: x.pointer, w: lw.inputNorm.pointer,
+        TrainOps.rmsnormForward(w.xn1.pointer, rstd: a.rstd1.pointer, x: x.pointer, w: lw.inputNorm.pointer,
                                 rows: T, dim: H, eps: eps)
-        TrainOps.linearForward(a.q.pointer, x: a.xn1.pointer, w: lw.qProj.pointer, bias: lw.qBias?.pointer,
+        TrainOps.linearForward(a.q.pointer, x: w.xn1.pointer, w: lw.qProj.pointer, bias: lw.qBias?.pointer,
                                rows: T, inDim: H, outDim: c.qDim)
-        TrainOps.linearForward(a.k.pointer, x: a.xn1.pointer, w: lw.kProj.pointer, bias: lw.kBias?.pointer,
+        TrainOps.linearForward(a.k.pointer, x: w.xn1.pointer, w: lw.kProj.pointer, bias: lw.kBias?.pointer,
                                rows: T, inDim: H, outDim: c.kvDim)
-        TrainOps.linearForward(a.v.pointer, x: a.xn1.pointer, w: lw.vProj.pointer, bias: lw.vBias?.pointer,
+        TrainOps.linearForward(a.v.pointer, x: w.xn1.pointer, w: lw.vProj.pointer, bias: lw.vBias?.pointer,
                                rows: T, inDim: H, outDim: c.kvDim)
         ropeCos.withUnsafeBufferPointer { cs in
             ropeSin.withUnsafeBufferPointer { sn in
@@ -203,18 +243,33 @@ public final class TrainingModel: @unchecked Sendable {
                                offsets: st.offsets, lengths: st.lengths, layout: layout, scratch: scratch)
         TrainOps.linearForward(a.x2.pointer, x: a.att.pointer, w: lw.oProj.pointer, bias: nil, rows: T, inDim: c.qDim, outDim: H)
         add(a.x2.pointer, x.pointer, T * H)
-        TrainOps.rmsnormForward(a.xn2.pointer, rstd: a.rstd2.pointer, x: a.x2.pointer, w: lw.postAttentionNorm.pointer,
+        TrainOps.rmsnormForward(w.xn2.pointer, rstd: a.rstd2.pointer, x: a.x2.pointer, w: lw.postAttentionNorm.pointer,
                                 rows: T, dim: H, eps: eps)
-        TrainOps.linearForward(a.gate.pointer, x: a.xn2.pointer, w: lw.gateProj.pointer, bias: nil, rows: T, inDim: H, outDim: I)
-        TrainOps.linearForward(a.up.pointer, x: a.xn2.pointer, w: lw.upProj.pointer, bias: nil, rows: T, inDim: H, outDim: I)
-        TrainOps.swigluForward(a.h.pointer, gate: a.gate.pointer, up: a.up.pointer, rows: T, dim: I,
+        TrainOps.linearForward(a.gate.pointer, x: w.xn2.pointer, w: lw.gateProj.pointer, bias: nil, rows: T, inDim: H, outDim: I)
+        TrainOps.linearForward(a.up.pointer, x: w.xn2.pointer, w: lw.upProj.pointer, bias: nil, rows: T, inDim: H, outDim: I)
+        TrainOps.swigluForward(w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, rows: T, dim: I,
                                ablated: st.ablation?.perLayer[l] ?? [])
-        TrainOps.linearForward(out.pointer, x: a.h.pointer, w: lw.downProj.pointer, bias: nil, rows: T, inDim: I, outDim: H)
+        TrainOps.linearForward(out.pointer, x: w.h.pointer, w: lw.downProj.pointer, bias: nil, rows: T, inDim: I, outDim: H)
         add(out.pointer, a.x2.pointer, T * H)
     }
 
+    /// Rebuilds a kept layer's norm outputs and SwiGLU product into `w`, bit-identical to its forward.
+    private func layerRebuild(_ l: Int, x: Tensor, acts a: LayerActs, work w: LayerWork, st: ForwardState) {
+        let c = config, lw = weights.layers[l], T = st.ids.count, H = c.hiddenSize
+        let eps = Float(c.rmsNormEps)
+        TrainOps.rmsnormForward(w.xn1.pointer, rstd: a.rstd1.pointer, x: x.pointer, w: lw.inputNorm.pointer,
+                                rows: T, dim: H, eps: eps)
+        TrainOps.rmsnormForward(w.xn2.pointer, rstd: a.rstd2.pointer, x: a.x2.pointer, w: lw.postAttentionNorm.pointer,
+                                rows: T, dim: H, eps: eps)
+        TrainOps.swigluForward(w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, rows: T, dim: c.intermediateSize,
+                               ablated: st.ablation?.perLayer[l] ?? [])
+    }
+
+    /// Query rows per causal attention block (tests shrink it so short fixtures span several blocks).
+    var attentionBlock = 64
+
     private var layout: TrainAttention.Layout {
-        .init(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: config.headDim)
+        .init(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: config.headDim, block: attentionBlock)
     }
 
     private func add(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
@@ -230,46 +285,10 @@ public final class TrainingModel: @unchecked Sendable {
             throw TrainingError.invalidBatch(reason: "\(dLogProbs.count) gradients for \(st.sequenceCount) sequences")
         }
         precondition(grads.config == config, "gradients of a different model")
-        let c = config, T = st.ids.count, H = c.hiddenSize, V = c.vocabSize, I = c.intermediateSize
+        let c = config, T = st.ids.count, H = c.hiddenSize, I = c.intermediateSize
         let g = grads.storage
-
-        // LM head: dlogits = g_s · (onehot − softmax), recomputed chunk by chunk.
         let dxnf = Tensor(shape: [T, H])
-        let R = st.rows.count
-        let chunk = max(1, min(R, lmHeadChunkElements / V))
-        let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * H))
-        let dbuf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * H))
-        let logits = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * V))
-        defer { buf.deallocate(); dbuf.deallocate(); logits.deallocate() }
-        let W = weights.outputWeight.pointer, dW = (g.lmHead ?? g.embedTokens).pointer
-        var r0 = 0
-        while r0 < R {
-            let n = min(chunk, R - r0)
-            for i in 0..<n { (buf + i * H).update(from: st.xnf.pointer + st.rows[r0 + i] * H, count: H) }
-            BLAS.linear(buf, count: n, inFeatures: H, weight: W, outFeatures: V, into: logits)
-            st.rowLse.withUnsafeBufferPointer { lse in
-                st.targets.withUnsafeBufferPointer { tg in
-                    st.rowSeq.withUnsafeBufferPointer { rs in
-                        dLogProbs.withUnsafeBufferPointer { gs in
-                            Parallel.forRanges(n) { rr in
-                                for i in rr {
-                                    let row = logits + i * V, m = lse[r0 + i], gi = gs[rs[r0 + i]]
-                                    for j in 0..<V { row[j] = -gi * expf(row[j] - m) }
-                                    row[Int(tg[r0 + i])] += gi
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            TrainOps.linearBackward(dx: dbuf, accumulateDx: false, dw: dW, db: nil, dy: logits, x: buf, w: W,
-                                    rows: n, inDim: H, outDim: V)
-            for i in 0..<n {
-                let d = dxnf.pointer + st.rows[r0 + i] * H, s = dbuf + i * H
-                for j in 0..<H { d[j] += s[j] }
-            }
-            r0 += n
-        }
+        lmHeadBackward(st, dLogProbs: dLogProbs, dxnf: dxnf, dW: (g.lmHead ?? g.embedTokens).pointer)
         let dres = Tensor(shape: [T, H])
         TrainOps.rmsnormBackward(dx: dres.pointer, dw: g.norm.pointer, dout: dxnf.pointer, x: st.layerInputs[c.numHiddenLayers].pointer,
                                  w: weights.norm.pointer, rstd: st.rstdf.pointer, rows: T, dim: H)
@@ -277,8 +296,9 @@ public final class TrainingModel: @unchecked Sendable {
         let maxLen = st.lengths.max() ?? 0
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: TrainAttention.scratchCount(maxLen: maxLen))
         defer { scratch.deallocate() }
-        let reuse = recomputeLayers ? LayerActs(T: T, c: c) : nil
-        let dh = Tensor(shape: [T, I], zeroed: false), dgate = Tensor(shape: [T, I], zeroed: false)
+        let reuse = st.recompute ? LayerActs(T: T, c: c) : nil
+        let work = LayerWork(T: T, c: c)
+        let dh = Tensor(shape: [T, I], zeroed: false)
         let dxn = Tensor(shape: [T, H], zeroed: false), datt = Tensor(shape: [T, c.qDim], zeroed: false)
         let dq = Tensor(shape: [T, c.qDim], zeroed: false)
         let dk = Tensor(shape: [T, c.kvDim]), dv = Tensor(shape: [T, c.kvDim])
@@ -287,20 +307,24 @@ public final class TrainingModel: @unchecked Sendable {
             let a: LayerActs
             if let reuse {
                 let tmpOut = st.layerInputs[l + 1]   // recompute writes the identical values back
-                layerForward(l, x: x, out: tmpOut, acts: reuse, st: st, scratch: scratch)
+                layerForward(l, x: x, out: tmpOut, acts: reuse, work: work, st: st, scratch: scratch)
                 a = reuse
-            } else { a = st.layerActs[l] }
+            } else {
+                a = st.layerActs[l]
+                layerRebuild(l, x: x, acts: a, work: work, st: st)
+            }
             let lw = weights.layers[l], lg = g.layers[l]
             let ablated = st.ablation?.perLayer[l] ?? []
-            // MLP: out = x2 + h·Wdᵀ
+            // MLP: out = x2 + h·Wdᵀ. h is dead after the down projection's weight gradient, so dgate reuses it.
+            let dgate = work.h
             TrainOps.linearBackward(dx: dh.pointer, accumulateDx: false, dw: lg.downProj.pointer, db: nil, dy: dres.pointer,
-                                    x: a.h.pointer, w: lw.downProj.pointer, rows: T, inDim: I, outDim: H)
+                                    x: work.h.pointer, w: lw.downProj.pointer, rows: T, inDim: I, outDim: H)
             TrainOps.swigluBackward(dgate: dgate.pointer, dup: dh.pointer, dh: dh.pointer, gate: a.gate.pointer, up: a.up.pointer,
                                     rows: T, dim: I, ablated: ablated)
             TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: false, dw: lg.gateProj.pointer, db: nil, dy: dgate.pointer,
-                                    x: a.xn2.pointer, w: lw.gateProj.pointer, rows: T, inDim: H, outDim: I)
+                                    x: work.xn2.pointer, w: lw.gateProj.pointer, rows: T, inDim: H, outDim: I)
             TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg.upProj.pointer, db: nil, dy: dh.pointer,
-                                    x: a.xn2.pointer, w: lw.upProj.pointer, rows: T, inDim: H, outDim: I)
+                                    x: work.xn2.pointer, w: lw.upProj.pointer, rows: T, inDim: H, outDim: I)
             TrainOps.rmsnormBackward(dx: dres.pointer, dw: lg.postAttentionNorm.pointer, dout: dxn.pointer, x: a.x2.pointer,
                                      w: lw.postAttentionNorm.pointer, rstd: a.rstd2.pointer, rows: T, dim: H)
             // Attention: x2 = x + att·Woᵀ
@@ -319,15 +343,67 @@ public final class TrainingModel: @unchecked Sendable {
                 }
             }
             TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: false, dw: lg.qProj.pointer, db: lg.qBias?.pointer,
-                                    dy: dq.pointer, x: a.xn1.pointer, w: lw.qProj.pointer, rows: T, inDim: H, outDim: c.qDim)
+                                    dy: dq.pointer, x: work.xn1.pointer, w: lw.qProj.pointer, rows: T, inDim: H, outDim: c.qDim)
             TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg.kProj.pointer, db: lg.kBias?.pointer,
-                                    dy: dk.pointer, x: a.xn1.pointer, w: lw.kProj.pointer, rows: T, inDim: H, outDim: c.kvDim)
+                                    dy: dk.pointer, x: work.xn1.pointer, w: lw.kProj.pointer, rows: T, inDim: H, outDim: c.kvDim)
             TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg.vProj.pointer, db: lg.vBias?.pointer,
-                                    dy: dv.pointer, x: a.xn1.pointer, w: lw.vProj.pointer, rows: T, inDim: H, outDim: c.kvDim)
+                                    dy: dv.pointer, x: work.xn1.pointer, w: lw.vProj.pointer, rows: T, inDim: H, outDim: c.kvDim)
             TrainOps.rmsnormBackward(dx: dres.pointer, dw: lg.inputNorm.pointer, dout: dxn.pointer, x: x.pointer,
                                      w: lw.inputNorm.pointer, rstd: a.rstd1.pointer, rows: T, dim: H)
         }
         TrainOps.embeddingBackward(g.embedTokens.pointer, ids: st.ids, dout: dres.pointer, hidden: H)
+    }
+
+    /// LM head: dlogits = g_s · (onehot − softmax) per completion row → dxnf rows (+=), dW (+=).
+    /// With kept probabilities all rows go through one pair of matmuls (and the kept buffer becomes dlogits,
+    /// so a second backward of the same forward recomputes); otherwise the logits are recomputed chunk by chunk.
+    private func lmHeadBackward(_ st: ForwardState, dLogProbs: [Float], dxnf: Tensor, dW: UnsafeMutablePointer<Float>) {
+        let H = config.hiddenSize, V = config.vocabSize, R = st.rows.count
+        let probs = st.probs
+        st.probs = nil
+        let chunk = probs != nil ? max(1, R) : max(1, min(R, lmHeadChunkElements / V))
+        let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * H))
+        let dbuf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * H))
+        let scratchLogits: UnsafeMutablePointer<Float>? = probs == nil ? .allocate(capacity: max(1, chunk * V)) : nil
+        defer { buf.deallocate(); dbuf.deallocate(); scratchLogits?.deallocate() }
+        let W = weights.outputWeight.pointer
+        var r0 = 0
+        while r0 < R {
+            let n = min(chunk, R - r0)
+            let logits = probs.map { $0.pointer + r0 * V } ?? scratchLogits!
+            for i in 0..<n { (buf + i * H).update(from: st.xnf.pointer + st.rows[r0 + i] * H, count: H) }
+            if probs == nil { BLAS.linear(buf, count: n, inFeatures: H, weight: W, outFeatures: V, into: logits) }
+            let recomputed = probs == nil
+            st.rowLse.withUnsafeBufferPointer { lse in
+                st.rowInvSum.withUnsafeBufferPointer { inv in
+                    st.targets.withUnsafeBufferPointer { tg in
+                        st.rowSeq.withUnsafeBufferPointer { rs in
+                            dLogProbs.withUnsafeBufferPointer { gs in
+                                Parallel.forRanges(n) { rr in
+                                    for i in rr {
+                                        let row = logits + i * V, r = r0 + i, gi = gs[rs[r]]
+                                        if recomputed {
+                                            Vec.expShift(row, V, lse[r])
+                                            Vec.scale(row, V, -gi)
+                                        } else {
+                                            Vec.scale(row, V, -gi * inv[r])
+                                        }
+                                        row[Int(tg[r])] += gi
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            TrainOps.linearBackward(dx: dbuf, accumulateDx: false, dw: dW, db: nil, dy: logits, x: buf, w: W,
+                                    rows: n, inDim: H, outDim: V)
+            for i in 0..<n {
+                let d = dxnf.pointer + st.rows[r0 + i] * H, s = dbuf + i * H
+                for j in 0..<H { d[j] += s[j] }
+            }
+            r0 += n
+        }
     }
 
     // MARK: RoPE tables

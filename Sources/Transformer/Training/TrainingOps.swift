@@ -32,11 +32,12 @@ enum TrainOps {
         Parallel.forRanges(T, minChunk: 32) { r in
             for t in r {
                 let xr = x + t * H, o = out + t * H
-                var ss: Float = 0
-                for i in 0..<H { ss += xr[i] * xr[i] }
-                let s = 1 / (ss / Float(H) + eps).squareRoot()
+                let s = 1 / (Vec.dot(xr, xr, H) / Float(H) + eps).squareRoot()
                 rstd[t] = s
-                for i in 0..<H { o[i] = w[i] * (xr[i] * s) }
+                let vs = Vec.V(repeating: s)
+                var i = 0
+                while i + 16 <= H { Vec.store(Vec.load(w + i) * (Vec.load(xr + i) * vs), o + i); i += 16 }
+                while i < H { o[i] = w[i] * (xr[i] * s); i += 1 }
             }
         }
     }
@@ -57,15 +58,24 @@ enum TrainOps {
             let pw = partial + c * H
             for t in lo..<hi {
                 let xr = x + t * H, g = dout + t * H, d = dx + t * H
-                let s = rstd[t]
-                var dot: Float = 0
-                for i in 0..<H {
-                    let xn = xr[i] * s
-                    pw[i] += g[i] * xn
-                    dot += g[i] * w[i] * xn
+                let s = rstd[t], vs = Vec.V(repeating: s)
+                var acc = Vec.V()
+                var i = 0
+                while i + 16 <= H {
+                    let xn = Vec.load(xr + i) * vs, gi = Vec.load(g + i)
+                    Vec.store(Vec.load(pw + i) + gi * xn, pw + i)
+                    acc += gi * Vec.load(w + i) * xn
+                    i += 16
                 }
-                let m = dot / Float(H)
-                for i in 0..<H { d[i] += s * (g[i] * w[i] - xr[i] * s * m) }
+                var dot = acc.sum()
+                while i < H { let xn = xr[i] * s; pw[i] += g[i] * xn; dot += g[i] * w[i] * xn; i += 1 }
+                let m = dot / Float(H), vm = Vec.V(repeating: m)
+                i = 0
+                while i + 16 <= H {
+                    Vec.store(Vec.load(d + i) + vs * (Vec.load(g + i) * Vec.load(w + i) - Vec.load(xr + i) * vs * vm), d + i)
+                    i += 16
+                }
+                while i < H { d[i] += s * (g[i] * w[i] - xr[i] * s * m); i += 1 }
             }
         }
         for c in 0..<workers { for i in 0..<H { dw[i] += partial[c * H + i] } }
@@ -140,9 +150,16 @@ enum TrainOps {
                               rows T: Int, dim I: Int, ablated: [Int]) {
         ablated.withUnsafeBufferPointer { ab in
             Parallel.forRanges(T, minChunk: 16) { r in
+                let one = Vec.V(repeating: 1)
                 for t in r {
                     let g = gate + t * I, u = up + t * I, o = h + t * I
-                    for i in 0..<I { let x = g[i]; o[i] = x / (1 + expf(-x)) * u[i] }
+                    var i = 0
+                    while i + 16 <= I {
+                        let x = Vec.load(g + i)
+                        Vec.store(x / (one + Kernels.exp(-x)) * Vec.load(u + i), o + i)
+                        i += 16
+                    }
+                    while i < I { let x = g[i]; o[i] = x / (1 + Kernels.exp(-x)) * u[i]; i += 1 }
                     for j in ab { o[j] = 0 }
                 }
             }
@@ -154,16 +171,78 @@ enum TrainOps {
                                gate: UnsafePointer<Float>, up: UnsafePointer<Float>, rows T: Int, dim I: Int, ablated: [Int]) {
         ablated.withUnsafeBufferPointer { ab in
             Parallel.forRanges(T, minChunk: 16) { r in
+                let one = Vec.V(repeating: 1)
                 for t in r {
                     let g = gate + t * I, u = up + t * I, d = dh + t * I, dg = dgate + t * I, du = dup + t * I
-                    for i in 0..<I {
-                        let x = g[i], sig = 1 / (1 + expf(-x)), silu = x * sig, gi = d[i]
+                    var i = 0
+                    while i + 16 <= I {
+                        let x = Vec.load(g + i), sig = one / (one + Kernels.exp(-x)), gi = Vec.load(d + i)
+                        Vec.store(gi * Vec.load(u + i) * sig * (one + x * (one - sig)), dg + i)
+                        Vec.store(gi * (x * sig), du + i)
+                        i += 16
+                    }
+                    while i < I {
+                        let x = g[i], sig = 1 / (1 + Kernels.exp(-x)), gi = d[i]
                         dg[i] = gi * u[i] * sig * (1 + x * (1 - sig))
-                        du[i] = gi * silu
+                        du[i] = gi * (x * sig)
+                        i += 1
                     }
                     for j in ab { dg[j] = 0; du[j] = 0 }
                 }
             }
         }
+    }
+}
+
+/// 16-lane helpers for the training kernels (Kernels' load/store are internal to Tensors).
+enum Vec {
+    typealias V = SIMD16<Float>
+    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    @inline(__always) static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+    }
+
+    @inline(__always) static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = V(), i = 0
+        while i + 16 <= n { acc += load(a + i) * load(b + i); i += 16 }
+        var s = acc.sum()
+        while i < n { s += a[i] * b[i]; i += 1 }
+        return s
+    }
+
+    @inline(__always) static func max(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = V(repeating: -.infinity), i = 0
+        // Compare-select lowers to vector max; pointwiseMax goes lane by lane through memory.
+        while i + 16 <= n { let v = load(x + i); acc = acc.replacing(with: v, where: v .> acc); i += 16 }
+        var m = acc.max()
+        while i < n { m = Swift.max(m, x[i]); i += 1 }
+        return m
+    }
+
+    /// x[j] ← e^(x[j] − shift); returns Σ of the new values.
+    @inline(__always) @discardableResult
+    static func expShift(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Float) -> Float {
+        let vs = V(repeating: shift)
+        var acc = V(), i = 0
+        while i + 16 <= n { let e = Kernels.exp(load(x + i) - vs); store(e, x + i); acc += e; i += 16 }
+        var s = acc.sum()
+        while i < n { let e = Kernels.exp(x[i] - shift); x[i] = e; s += e; i += 1 }
+        return s
+    }
+
+    /// x[j] ← a · x[j]
+    @inline(__always) static func scale(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ a: Float) {
+        let va = V(repeating: a)
+        var i = 0
+        while i + 16 <= n { store(load(x + i) * va, x + i); i += 16 }
+        while i < n { x[i] *= a; i += 1 }
+    }
+
+    /// x[j] ← a · (x[j] − b)
+    @inline(__always) static func scaleShifted(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ a: Float, _ b: Float) {
+        let va = V(repeating: a), vb = V(repeating: b)
+        var i = 0
+        while i + 16 <= n { store(va * (load(x + i) - vb), x + i); i += 16 }
+        while i < n { x[i] = a * (x[i] - b); i += 1 }
     }
 }

@@ -139,10 +139,9 @@ struct AlignCommand: ParsableCommand {
             // Keeping every layer's activations saves the recompute forward (a quarter of the GEMM work)
             // when the largest micro-batch's activations fit a modest budget; the results are identical.
             let c = m.config
-            let perToken = 4 * c.hiddenSize + 2 * c.qDim + 2 * c.kvDim + 3 * c.intermediateSize + 2 + c.numAttentionHeads
             let longest = examples.map { min(config.maxLength ?? .max, $0.chosenIds.count) + min(config.maxLength ?? .max, $0.rejectedIds.count) }
                 .sorted(by: >).prefix(config.batchSize).reduce(0, +)
-            let activationBytes = 4 * longest * perToken * c.numHiddenLayers
+            let activationBytes = TrainingModel.keptActivationBytes(tokens: longest, config: c)
             config.recomputeLayers = activationBytes > 3 << 30
             Progress.note("activations kept for backward: \(activationBytes >> 20) MiB\(config.recomputeLayers ? " > 3 GiB, recomputing layers in backward" : "")")
 

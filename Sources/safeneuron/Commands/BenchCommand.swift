@@ -38,7 +38,8 @@ struct BenchCommand: ParsableCommand {
     }
 
     var selected: [String] {
-        guard let only else { return BenchWorkloads.all.filter { quick ? $0 != "train_8x512" : true } }
+        // decode_accuracy measures no speed (and takes minutes): only on request.
+        guard let only else { return BenchWorkloads.all.filter { $0 != "decode_accuracy" && (quick ? $0 != "train_8x512" : true) } }
         return only.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
     }
 
@@ -128,7 +129,7 @@ struct BenchCommand: ParsableCommand {
 /// The benchmark workloads, each run once per process.
 struct BenchWorkloads {
     static let all = ["sgemm_2048", "sgemm_model", "forward_8x128", "forward_1x512", "train_8x256", "train_8x512",
-                      "generate_32x128", "generate_1x128", "identify"]
+                      "generate_32x128", "generate_1x128", "decode_matvec", "decode_accuracy", "identify"]
 
     let modelPath: String
     let quick: Bool
@@ -194,6 +195,8 @@ struct BenchWorkloads {
         case "train_8x512": return try train(name, batch: 8, length: 512, reps: 1)
         case "generate_32x128": return try generate(name, sequences: 32, newTokens: quick ? 32 : 128)
         case "generate_1x128": return try generate(name, sequences: 1, newTokens: quick ? 48 : 128)
+        case "decode_matvec": return try decodeMatvec(name)
+        case "decode_accuracy": return try decodeAccuracy(name, prompts: quick ? 8 : 20, newTokens: quick ? 32 : 64)
         case "identify": return try identify(name, perGroup: quick ? 8 : 24)
         default: throw RuntimeError.invalidArgument("unknown workload \(name)")
         }
@@ -272,6 +275,120 @@ struct BenchWorkloads {
         r["decode_weights"] = m.engine.decodeWeights.rawValue
         r["note"] = "LlamaModel.generate greedy, no stop tokens; time includes the prompts' prefill"
         return r
+    }
+
+    /// The matrix–vector products of one batch-1 decode step (every projection of every layer and the LM
+    /// head, no attention or norms), f32 `BLAS.linear` against the block-int8 `Int8Matrix` copies, on
+    /// 1 and on all workers: the kernel's own rate, apart from the rest of a decode step.
+    func decodeMatvec(_ name: String) throws -> [String: Any] {
+        let m = try loadModel(), c = m.config
+        var mats: [Tensor] = []
+        for l in m.weights.layers { mats += [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj] }
+        mats.append(m.weights.outputWeight)
+        let compact = mats.map { Int8Matrix($0) }
+        // What decode steps use: lossless 4-bit where the weights allow it, else int8.
+        var mixed: [any DecodeMatrix] = []
+        for (i, t) in mats.enumerated() {
+            if let g = Grid4Matrix.exact(t) { mixed.append(g) } else { mixed.append(compact[i]) }
+        }
+        let lossless = mixed.filter { $0 is Grid4Matrix }.count
+        let x = Tensor(shape: [max(c.hiddenSize, c.intermediateSize)])
+        for i in 0..<x.count { x[i] = Float(i % 13) / 13 - 0.5 }
+        let out = Tensor(shape: [c.vocabSize + c.intermediateSize], zeroed: true)
+        let macs = Double(mats.reduce(0) { $0 + $1.count })
+        let reps = quick ? 5 : 15
+        var r: [String: Any] = ["workload": name, "shape": "1x\(Int(macs / 1e6))M MACs", "unit": "steps/s"]
+        let allWorkers = Parallel.workers
+        for workers in Set([1, allWorkers]).sorted() {
+            Parallel.workers = workers
+            let f = time("\(name) f32 \(workers)w", warmup: 1, reps: reps) {
+                for w in mats {
+                    BLAS.linear(x.pointer, count: 1, inFeatures: w.shape[1], weight: w.pointer, outFeatures: w.shape[0], into: out.pointer)
+                }
+            }
+            let q = time("\(name) int8 \(workers)w", warmup: 1, reps: reps) {
+                for w in compact { w.apply(x.pointer, count: 1, into: out.pointer, accumulate: false) }
+            }
+            let g = time("\(name) compact \(workers)w", warmup: 1, reps: reps) {
+                for w in mixed { w.apply(x.pointer, count: 1, into: out.pointer, accumulate: false) }
+            }
+            r["compact_ms_\(workers)w"] = g.0 * 1e3
+            r["f32_ms_\(workers)w"] = f.0 * 1e3
+            r["int8_ms_\(workers)w"] = q.0 * 1e3
+            r["int8_min_ms_\(workers)w"] = q.1.min()! * 1e3
+            r["int8_gbytes_per_s_\(workers)w"] = Double(compact.reduce(0) { $0 + $1.byteCount }) / q.0 / 1e9
+            if workers == allWorkers {
+                r["median_seconds"] = q.0; r["samples_seconds"] = q.1; r["rate"] = 1 / q.0
+                r["gflops"] = 2 * macs / q.0 / 1e9
+            }
+        }
+        Parallel.workers = allWorkers
+        r["lossless_grid4_matrices"] = "\(lossless)/\(mats.count)"
+        r["note"] = "one batch-1 decode step's matvecs: rate/gflops for int8 on all workers; f32_ms_*/int8_ms_* per worker count"
+        return r
+    }
+
+    /// How far batch-1 greedy decoding with the block-int8 weights strays from f32 on chat prompts:
+    /// (1) free-running: int8 greedy continuations vs the f32 ones (identical sequences, first divergence);
+    /// (2) teacher-forced on the f32 continuation: |Δ log-prob| between the int8 decode step's next-token
+    /// distribution and f32 prefill's at the same position (whole vocabulary; the f32 top-10; the f32 argmax),
+    /// and how often the argmax differs. Not timed.
+    func decodeAccuracy(_ name: String, prompts count: Int, newTokens n: Int) throws -> [String: Any] {
+        let m = try loadModel(), V = m.config.vocabSize
+        let topics = Self.promptTopics + ["why the sky is blue", "how a bicycle works", "the Pythagorean theorem",
+                                          "the causes of the First World War"]
+        let prompts = try (0..<count).map { try m.encodeChat(user: "Explain \(topics[$0 % topics.count]) in a few sentences.") }
+        let engine = m.engine
+        let saved = engine.decodeWeights
+        defer { engine.decodeWeights = saved }
+        engine.decodeWeights = .f32
+        let progress = Progress(name, total: 2 * count)
+        var ref: [[Int]] = []
+        for p in prompts { ref += try engine.generate(prompts: [p], maxNewTokens: n); progress.advance(unit: "runs", force: true) }
+        engine.decodeWeights = .int8
+        var identical = 0, divergences: [Int] = [], argmaxFlips = 0, steps = 0
+        var maxAll = 0.0, maxTop = 0.0, maxChosen = 0.0, sumTop = 0.0, sumChosen = 0.0
+        var lpA = [Double](repeating: 0, count: V), lpB = [Double](repeating: 0, count: V)
+        func logSoftmax(_ x: UnsafePointer<Float>, into out: inout [Double]) {
+            let z = Kernels.logSumExp(x, count: V)
+            for i in 0..<V { out[i] = Double(x[i]) - z }
+        }
+        for (i, p) in prompts.enumerated() {
+            let got = try engine.generate(prompts: [p], maxNewTokens: n)[0]
+            if got == ref[i] { identical += 1 } else {
+                divergences.append(zip(got, ref[i]).prefix { $0 == $1 }.count)
+            }
+            // Teacher-forced: int8 decode steps over the f32 continuation vs f32 prefill logits there.
+            let seq = p + ref[i]
+            let positions = Array((p.count)..<(seq.count - 1))
+            let full = try engine.forward(sequences: [seq], logitsFor: .positions([positions]))[0]
+            let session = try DecodeSession(model: engine, slots: 1, maxLength: seq.count)
+            _ = try session.append([p], to: [0])
+            for (k, pos) in positions.enumerated() {
+                let step = try session.append([[seq[pos]]], to: [0])
+                logSoftmax(full.pointer + k * V, into: &lpA)
+                logSoftmax(step.pointer, into: &lpB)
+                var all = 0.0
+                for t in 0..<V { all = max(all, abs(lpA[t] - lpB[t])) }
+                let order = (0..<V).sorted { lpA[$0] > lpA[$1] }.prefix(10)
+                let top = order.map { abs(lpA[$0] - lpB[$0]) }.max() ?? 0
+                let chosen = abs(lpA[order.first!] - lpB[order.first!])
+                if Kernels.argmax(step.pointer, count: V) != order.first! { argmaxFlips += 1 }
+                maxAll = max(maxAll, all); maxTop = max(maxTop, top); maxChosen = max(maxChosen, chosen)
+                sumTop += top; sumChosen += chosen; steps += 1
+            }
+            progress.advance(unit: "runs", force: true)
+        }
+        progress.finish()
+        let meanDiv = divergences.isEmpty ? Double(n) : Double(divergences.reduce(0, +)) / Double(divergences.count)
+        return ["workload": name, "shape": "\(count)x\(n)", "unit": "", "prompts": count, "new_tokens": n,
+                "identical_sequences": identical, "first_divergence_positions": divergences,
+                "mean_first_divergence": meanDiv,
+                "mean_first_divergence_all": Double(divergences.reduce(0, +) + n * identical) / Double(count),
+                "teacher_forced_steps": steps, "argmax_flips": argmaxFlips,
+                "max_abs_dlogprob_vocab": maxAll, "max_abs_dlogprob_top10": maxTop, "mean_max_abs_dlogprob_top10": sumTop / Double(max(1, steps)),
+                "max_abs_dlogprob_argmax": maxChosen, "mean_abs_dlogprob_argmax": sumChosen / Double(max(1, steps)),
+                "note": "compact decode weights (lossless 4-bit grid where possible, else int8 block 32) batch-1 greedy vs f32; teacher-forced |Δ log softmax| on the f32 continuation"]
     }
 
     func identify(_ name: String, perGroup: Int) throws -> [String: Any] {
