@@ -38,6 +38,9 @@ public struct FluencyScorer {
     public let model: LanguageModel
     public let batchSize: Int
     public var cacheFile: String?
+    /// The prompts' keys/values, shared by every copy of this scorer: the cells of an attack matrix score
+    /// answers to the same prompts, and the prompt is most of each scored sequence.
+    public let prompts = PrefixCache()
     public init(model: LanguageModel, batchSize: Int = 16, cacheFile: String? = nil) {
         self.model = model; self.batchSize = max(1, batchSize); self.cacheFile = cacheFile
     }
@@ -66,11 +69,15 @@ public struct FluencyScorer {
             if !keys.isEmpty, let x = cached[keys[i]] { out[i] = x } else { todo.append(i) }
         }
         let appender = try cacheFile.map { try JSONLAppender(path: $0) }
-        let pairs = try todo.map { try model.encodeCompletionPair(prompt: items[$0].prompt, completion: items[$0].response) }
+        var pairs = try todo.map { try model.encodeCompletionPair(prompt: items[$0].prompt, completion: items[$0].response) }
+        // Similar lengths together: each batch's cache is as long as its longest sequence.
+        let order = pairs.indices.sorted { pairs[$0].ids.count != pairs[$1].ids.count ? pairs[$0].ids.count < pairs[$1].ids.count : $0 < $1 }
+        todo = order.map { todo[$0] }
+        pairs = order.map { pairs[$0] }
         let progress = Progress("fluency", total: todo.count)
         for lo in stride(from: 0, to: pairs.count, by: batchSize) {
             let hi = min(pairs.count, lo + batchSize)
-            for (j, r) in try model.logprobs(Array(pairs[lo..<hi])).enumerated() {
+            for (j, r) in try model.logprobs(Array(pairs[lo..<hi]), reusingPrompts: prompts).enumerated() {
                 let i = todo[lo + j]
                 out[i] = r.tokens > 0 ? -r.logprob / Double(r.tokens) : .infinity
                 try appender?.append(["key": keys[i], "nll": String(out[i])])

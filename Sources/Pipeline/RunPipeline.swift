@@ -212,33 +212,34 @@ public final class RunPipeline {
     func attack(method: String, model: String, attackDir: String) throws -> [String: Any] {
         let c = config
         let nf = try NeuronsFile.read(from: URL(fileURLWithPath: attackDir + "/neurons.json"))
-        // Each cell: its prune arguments and the neurons they zero. Cells that zero the same neurons (e.g.
+        // Each cell: its neurons file and set, and the neurons they zero. Cells that zero the same neurons (e.g.
         // FULL = SAS when ES is empty, ES = ORI when ES is empty) share one evaluation.
         var cells: [(name: String, prune: [String], neurons: [[Int]])] = [("ori", [], [])]
         for (name, set, pairs) in [("es", "es", nf.sets.es), ("sas", "sas", nf.sets.sas), ("full", "union", nf.sets.union)] {
-            cells.append((name, pairs.isEmpty ? [] : ["--prune", attackDir + "/neurons.json", "--prune-set", set], pairs))
+            cells.append((name, pairs.isEmpty ? [] : [attackDir + "/neurons.json", set], pairs))
         }
         for k in c.eval.topk.sorted() where k > 0 {
             let file = try topKFile(from: attackDir, k: k)
             let pairs = try NeuronsFile.read(from: URL(fileURLWithPath: file)).sets.topk ?? []
-            cells.append(("top\(k)", ["--prune", file, "--prune-set", "topk"], pairs))
+            cells.append(("top\(k)", [file, "topk"], pairs))
         }
-        var counts: [String: [String: Int]] = [:]
-        var done: [[[Int]]: [String: Int]] = [:]
-        for cell in cells {
-            let key = cell.neurons
-            if let same = done[key] { counts[cell.name] = same; continue }
+        // One process evaluates every distinct cell: the model, the judge and the fluency model's prompt
+        // states are loaded once (the prompts are most of what the fluency check scores).
+        var evaluated: [[[Int]]: String] = [:]
+        var cellArgs: [String] = []
+        for cell in cells where evaluated[cell.neurons] == nil {
             let out = attackDir + "/eval/\(cell.name)"
-            var args = ["eval", "--model", model, "--output", out, "--suite", "safety", "--dataset", c.eval.dataset,
-                        "--max-tokens", "\(c.eval.maxTokens)", "--batch-size", "\(c.eval.batchSize)",
-                        "--fluency-model", c.model, "--fluency-threshold", "\(c.eval.fluencyThreshold)",
-                        "--fluency-cache", path("fluency-cache.jsonl"), "--stop-at-refusal"] + cell.prune
-            if let l = c.eval.limit { args += ["--limit", "\(l)"] }
-            try runner.command("eval \(method) \(cell.name)", outputs: [out + "/summary.json"], args)
-            let v = try RunReport.verdictCounts(out + "/summary.json")
-            counts[cell.name] = v
-            done[key] = v
+            evaluated[cell.neurons] = out
+            cellArgs += ["--cell", ([out] + cell.prune).joined(separator: ",")]
         }
+        var args = ["eval", "--model", model, "--suite", "safety", "--dataset", c.eval.dataset,
+                    "--max-tokens", "\(c.eval.maxTokens)", "--batch-size", "\(c.eval.batchSize)",
+                    "--fluency-model", c.model, "--fluency-threshold", "\(c.eval.fluencyThreshold)",
+                    "--fluency-cache", path("fluency-cache.jsonl"), "--stop-at-refusal"] + cellArgs
+        if let l = c.eval.limit { args += ["--limit", "\(l)"] }
+        try runner.command("eval \(method) (\(evaluated.count) cells)", outputs: evaluated.values.sorted().map { $0 + "/summary.json" }, args)
+        var counts: [String: [String: Int]] = [:]
+        for cell in cells { counts[cell.name] = try RunReport.verdictCounts(evaluated[cell.neurons]! + "/summary.json") }
         var asr: [String: Int] = [:]
         var cellCounts: [String: Any] = [:]
         for name in ["ori", "es", "sas", "full"] { asr[name] = counts[name]?["complied"]; cellCounts[name] = counts[name] }

@@ -134,6 +134,11 @@ public final class LanguageModel: @unchecked Sendable {
         try engine.sequenceLogProbs(sequences: pairs.map(\.ids), completionStarts: pairs.map(\.start), ablation: ablation)
     }
 
+    /// `logprobs` with each prompt's keys/values kept in `prefixes` for later calls (intact weights only).
+    public func logprobs(_ pairs: [(ids: [Int], start: Int)], reusingPrompts prefixes: PrefixCache) throws -> [(logprob: Double, tokens: Int)] {
+        try engine.completionLogProbs(sequences: pairs.map(\.ids), completionStarts: pairs.map(\.start), prefixes: prefixes)
+    }
+
     // MARK: Export
 
     /// Writes a Hugging Face folder (config.json, model.safetensors, tokenizer files, chat template), atomically.

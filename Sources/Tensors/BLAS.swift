@@ -16,6 +16,11 @@ public enum BLAS {
         c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if m == 0 || n == 0 { return }
+        if splitting, Parallel.depth == 0, Parallel.workers > 1, m * n * k >= splitMinimumWork {
+            splitSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                       b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
         cblas_sgemm(CblasRowMajor,
                     transA ? CblasTrans : CblasNoTrans,
                     transB ? CblasTrans : CblasNoTrans,
@@ -42,5 +47,40 @@ public enum BLAS {
         return String(cString: p)
     }
 
-    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+    public static func setThreads(_ n: Int) { if !splitting { openblas_set_num_threads(Int32(n)) } }
+
+    /// When set, OpenBLAS runs single-threaded and each large product is cut into one slice per worker,
+    /// run through `Parallel` (blocking waits). OpenBLAS's own threads spin in `sched_yield` between
+    /// calls, stealing the cores from our kernels in between.
+    public nonisolated(unsafe) static var splitting: Bool = false {
+        didSet { openblas_set_num_threads(splitting ? 1 : Int32(Parallel.workers)) }
+    }
+    /// m·n·k below which a product runs on one thread (a hand-off costs more than it saves).
+    public nonisolated(unsafe) static var splitMinimumWork = 1 << 21
+
+    @usableFromInline
+    static func splitSgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                           a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                           beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
+        let parts = Parallel.workers
+        if n >= 64 * parts {
+            // Column slices of C: B's columns (rows when transposed) move, A is shared.
+            let per = ((n + parts - 1) / parts + 15) / 16 * 16
+            Parallel.forEach(parts) { p in
+                let lo = p * per, hi = min(n, lo + per)
+                if lo >= hi { return }
+                cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(hi - lo), blasint(k), alpha,
+                            a, blasint(lda), b + (transB ? lo * ldb : lo), blasint(ldb), beta, c + lo, blasint(ldc))
+            }
+        } else {
+            let per = (m + parts - 1) / parts
+            Parallel.forEach(parts) { p in
+                let lo = p * per, hi = min(m, lo + per)
+                if lo >= hi { return }
+                cblas_sgemm(CblasRowMajor, ta, tb, blasint(hi - lo), blasint(n), blasint(k), alpha,
+                            a + (transA ? lo : lo * lda), blasint(lda), b, blasint(ldb), beta, c + lo * ldc, blasint(ldc))
+            }
+        }
+    }
 }

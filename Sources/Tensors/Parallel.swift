@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,6 +9,9 @@ import Glibc
 public enum Parallel {
     /// Number of worker threads our kernels split work across.
     public nonisolated(unsafe) static var workers: Int = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+    /// Parallel regions open on the orchestrating thread; work inside one must not fan out again.
+    public static var depth: Int { openRegions.load(ordering: .relaxed) }
+    @usableFromInline static let openRegions = Atomic<Int>(0)
 
     /// Runs `body(range)` over `0..<count` split into contiguous chunks, one per worker.
     /// Small jobs run inline: a thread hand-off costs more than it saves.
@@ -17,6 +21,8 @@ public enum Parallel {
         let chunks = min(workers, max(1, count / max(1, minChunk)))
         if chunks <= 1 { body(0..<count); return }
         let per = (count + chunks - 1) / chunks
+        openRegions.wrappingAdd(1, ordering: .relaxed)
+        defer { openRegions.wrappingSubtract(1, ordering: .relaxed) }
         withoutActuallyEscaping(body) { body in
             DispatchQueue.concurrentPerform(iterations: chunks) { c in
                 let lo = c * per, hi = min(count, lo + per)
@@ -39,6 +45,8 @@ public enum Parallel {
         let chunks = min(workers, max(1, count / max(1, minChunk)))
         if chunks <= 1 { body(0, 0..<count); return }
         let per = (count + chunks - 1) / chunks
+        openRegions.wrappingAdd(1, ordering: .relaxed)
+        defer { openRegions.wrappingSubtract(1, ordering: .relaxed) }
         withoutActuallyEscaping(body) { body in
             DispatchQueue.concurrentPerform(iterations: chunks) { c in
                 let lo = c * per, hi = min(count, lo + per)

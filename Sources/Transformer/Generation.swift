@@ -136,6 +136,75 @@ public final class DecodeSession {
     }
 
     func append(_ chunks: [[Int]], to slots: [Int], ablation: NeuronSet?, into logits: UnsafeMutablePointer<Float>) throws {
+        let plan = try plan(chunks, slots: slots, ablation: ablation)
+        // Prefill chunks (more than one token) stay f32 so the prompt's keys/values are exact.
+        var cw: CompactWeights?
+        if chunks.count <= Int8Matrix.maxBatch, chunks.allSatisfy({ $0.count == 1 }) {
+            if !compactLooked { compact = model.compactWeightsForDecode(); compactLooked = true }
+            cw = compact
+        }
+        model.runBody(plan, cache: cache, ablation: ablation, tap: nil, compact: cw)
+        model.lmHead(rows: plan.seqStart.indices.map { plan.seqStart[$0] + plan.seqRows[$0] - 1 }, into: logits, compact: cw)
+        for (i, s) in slots.enumerated() { lengths[s] += chunks[i].count }
+    }
+
+    /// Appends `chunks[i]` to slot `slots[i]` and returns, per chunk, Σ log p(chunk[t] | all before it) over
+    /// t ≥ 1 (the chunk's first token only conditions what follows). f32 weights throughout.
+    public func appendScoring(_ chunks: [[Int]], to slots: [Int], ablation: NeuronSet? = nil) throws -> [Double] {
+        let plan = try plan(chunks, slots: slots, ablation: ablation)
+        model.runBody(plan, cache: cache, ablation: ablation, tap: nil, compact: nil)
+        var jobs: [(row: Int, target: Int, seq: Int)] = []
+        for (i, chunk) in chunks.enumerated() where chunk.count > 1 {
+            for t in 1..<chunk.count { jobs.append((plan.seqStart[i] + t - 1, chunk[t], i)) }
+        }
+        for (i, s) in slots.enumerated() { lengths[s] += chunks[i].count }
+        return model.targetLogProbs(jobs, sequences: chunks.count)
+    }
+
+    /// Copies the first `count` cached positions of slot `source` into slot `target`, whose own tokens are
+    /// forgotten: sequences that share a prefix compute its keys/values once.
+    public func copyPrefix(from source: Int, to target: Int, count: Int) throws {
+        guard source >= 0, source < lengths.count, target >= 0, target < lengths.count, count >= 0, count <= lengths[source] else {
+            throw InferenceError.invalidInput(source: "DecodeSession",
+                reason: "cannot copy \(count) positions from slot \(source) to slot \(target)")
+        }
+        if source != target {
+            let kv = model.config.kvDim
+            for l in cache.keys.indices {
+                (cache.keys[l] + target * maxLength * kv).update(from: cache.keys[l] + source * maxLength * kv, count: count * kv)
+                (cache.values[l] + target * maxLength * kv).update(from: cache.values[l] + source * maxLength * kv, count: count * kv)
+            }
+        }
+        lengths[target] = count
+    }
+
+    /// The keys and values of a slot's tokens, layer by layer (keys then values, `lengths[slot] × kvDim` each).
+    func exportSlot(_ slot: Int) -> [Float] {
+        let kv = model.config.kvDim, n = lengths[slot] * kv
+        var out = [Float](repeating: 0, count: 2 * cache.keys.count * n)
+        out.withUnsafeMutableBufferPointer { o in
+            for l in cache.keys.indices {
+                (o.baseAddress! + 2 * l * n).update(from: cache.keys[l] + slot * maxLength * kv, count: n)
+                (o.baseAddress! + (2 * l + 1) * n).update(from: cache.values[l] + slot * maxLength * kv, count: n)
+            }
+        }
+        return out
+    }
+
+    /// Loads `count` positions exported by `exportSlot` into `slot`.
+    func importSlot(_ slot: Int, from state: [Float], count: Int) {
+        let kv = model.config.kvDim, n = count * kv
+        precondition(state.count == 2 * cache.keys.count * n && count <= maxLength)
+        state.withUnsafeBufferPointer { st in
+            for l in cache.keys.indices {
+                (cache.keys[l] + slot * maxLength * kv).update(from: st.baseAddress! + 2 * l * n, count: n)
+                (cache.values[l] + slot * maxLength * kv).update(from: st.baseAddress! + (2 * l + 1) * n, count: n)
+            }
+        }
+        lengths[slot] = count
+    }
+
+    private func plan(_ chunks: [[Int]], slots: [Int], ablation: NeuronSet?) throws -> LlamaModel.Plan {
         try model.validate(chunks, source: "DecodeSession")
         try model.validate(ablation)
         guard slots.count == chunks.count, Set(slots).count == slots.count else {
@@ -150,17 +219,7 @@ public final class DecodeSession {
                     reason: "slot \(s) would hold \(lengths[s] + chunks[i].count) tokens, capacity \(maxLength)")
             }
         }
-        let plan = LlamaModel.Plan(chunks: chunks, slots: slots, startPositions: slots.map { lengths[$0] },
-                                   slotStride: maxLength)
-        // Prefill chunks (more than one token) stay f32 so the prompt's keys/values are exact.
-        var cw: CompactWeights?
-        if chunks.count <= Int8Matrix.maxBatch, chunks.allSatisfy({ $0.count == 1 }) {
-            if !compactLooked { compact = model.compactWeightsForDecode(); compactLooked = true }
-            cw = compact
-        }
-        model.runBody(plan, cache: cache, ablation: ablation, tap: nil, compact: cw)
-        model.lmHead(rows: plan.seqStart.indices.map { plan.seqStart[$0] + plan.seqRows[$0] - 1 }, into: logits, compact: cw)
-        for (i, s) in slots.enumerated() { lengths[s] += chunks[i].count }
+        return LlamaModel.Plan(chunks: chunks, slots: slots, startPositions: slots.map { lengths[$0] }, slotStride: maxLength)
     }
 
     /// Forgets a slot's tokens so it can hold a new sequence.
@@ -192,6 +251,13 @@ extension LlamaModel {
         let logits = Tensor(shape: [prompts.count, vocab], zeroed: false)
         var active = Array(prompts.indices)
         var chunks = prompts
+        // A chat template's system turn is usually the same for every prompt: compute its keys/values once.
+        let shared = Self.sharedPrefixLength(prompts)
+        if prompts.count > 1, shared >= 8 {
+            try session.append([Array(prompts[0][..<shared])], to: [0], ablation: ablation, into: logits.pointer)
+            for s in 1..<prompts.count { try session.copyPrefix(from: 0, to: s, count: shared) }
+            chunks = prompts.map { Array($0[shared...]) }
+        }
         while !active.isEmpty {
             try session.append(chunks, to: active, ablation: ablation, into: logits.pointer)
             var next: [[Int]] = [], stillActive: [Int] = []
@@ -208,4 +274,57 @@ extension LlamaModel {
         }
         return outputs
     }
+
+    /// Tokens every sequence starts with, leaving each at least one token of its own (whose logits are needed).
+    static func sharedPrefixLength(_ sequences: [[Int]]) -> Int {
+        guard let first = sequences.first else { return 0 }
+        var n = (sequences.map(\.count).min() ?? 1) - 1
+        for seq in sequences.dropFirst() {
+            var i = 0
+            while i < n && seq[i] == first[i] { i += 1 }
+            n = i
+            if n == 0 { break }
+        }
+        return max(0, n)
+    }
+
+    /// Σ log p(completion | prompt) for `sequences[s][completionStarts[s]...]`, like `sequenceLogProbs`, but
+    /// each prompt's keys/values (all its tokens but the last) come from `prefixes` when it holds them and are
+    /// added to it otherwise: scoring many completions of the same prompts (the fluency check of every attack
+    /// cell) then runs each prompt once. No ablation: the cache holds this model's intact states only.
+    public func completionLogProbs(sequences: [[Int]], completionStarts: [Int],
+                                   prefixes: PrefixCache) throws -> [(logprob: Double, tokens: Int)] {
+        try validate(sequences, source: "completionLogProbs")
+        guard completionStarts.count == sequences.count else {
+            throw InferenceError.invalidInput(source: "completionLogProbs",
+                reason: "\(completionStarts.count) completion starts for \(sequences.count) sequences")
+        }
+        for (s, st) in completionStarts.enumerated() where st < 1 || st > sequences[s].count {
+            throw InferenceError.invalidInput(source: "completionLogProbs",
+                reason: "completion start \(st) of sequence \(s) must be in 1...\(sequences[s].count)")
+        }
+        if sequences.isEmpty { return [] }
+        let heads = sequences.indices.map { Array(sequences[$0][..<(completionStarts[$0] - 1)]) }
+        var missing: [[Int]] = []
+        var seen = Set<[Int]>()
+        for h in heads where !h.isEmpty && prefixes.states[h] == nil && seen.insert(h).inserted { missing.append(h) }
+        if !missing.isEmpty {
+            let session = try DecodeSession(model: self, slots: missing.count, maxLength: missing.map(\.count).max()!)
+            _ = try session.append(missing, to: Array(missing.indices))
+            for (i, h) in missing.enumerated() { prefixes.states[h] = session.exportSlot(i) }
+        }
+        let session = try DecodeSession(model: self, slots: sequences.count, maxLength: sequences.map(\.count).max()!)
+        for (s, h) in heads.enumerated() where !h.isEmpty { session.importSlot(s, from: prefixes.states[h]!, count: h.count) }
+        let sums = try session.appendScoring(sequences.indices.map { Array(sequences[$0][(completionStarts[$0] - 1)...]) },
+                                             to: Array(sequences.indices))
+        return sequences.indices.map { (sums[$0], sequences[$0].count - completionStarts[$0]) }
+    }
+}
+
+/// Keys/values of token prefixes under one model's intact weights, kept across calls of
+/// `completionLogProbs` (a prompt of 60 tokens holds about 2.8 MB for SmolLM2-135M).
+public final class PrefixCache {
+    var states: [[Int]: [Float]] = [:]
+    public init() {}
+    public var count: Int { states.count }
 }

@@ -169,7 +169,13 @@ public final class LlamaModel: @unchecked Sendable {
         for (s, seq) in sequences.enumerated() {
             for t in completionStarts[s]..<seq.count { jobs.append((plan.seqStart[s] + t - 1, seq[t], s)) }
         }
-        var sums = [Double](repeating: 0, count: sequences.count)
+        let sums = targetLogProbs(jobs, sequences: sequences.count)
+        return sequences.indices.map { (sums[$0], sequences[$0].count - completionStarts[$0]) }
+    }
+
+    /// Σ log softmax(lmHead(row))[target] per sequence over `jobs` (packed rows of `ws.x`), in bounded chunks.
+    func targetLogProbs(_ jobs: [(row: Int, target: Int, seq: Int)], sequences: Int) -> [Double] {
+        var sums = [Double](repeating: 0, count: sequences)
         let vocab = config.vocabSize
         let chunk = max(1, min(256, (64 << 20) / (4 * vocab)))
         let buf = Tensor(shape: [min(chunk, max(1, jobs.count)), vocab], zeroed: false)
@@ -187,7 +193,7 @@ public final class LlamaModel: @unchecked Sendable {
             for i in 0..<(hi - lo) { sums[jobs[lo + i].seq] += lps[i] }
             lo = hi
         }
-        return sequences.indices.map { (sums[$0], sequences[$0].count - completionStarts[$0]) }
+        return sums
     }
 
     // MARK: - Validation

@@ -1,11 +1,15 @@
 import ArgumentParser
 import Tensors
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct SafeNeuronMain {
     static func main() {
         // Must run before the first BLAS call: it may re-execute the process with better kernels.
         BLASEnvironment.ensurePreferredCore()
+        if let v = getenv("SAFENEURON_GEMM_SPLIT"), String(cString: v) == "1" { BLAS.splitting = true }
         SafeNeuron.main()
     }
 }

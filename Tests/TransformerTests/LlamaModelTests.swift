@@ -83,6 +83,45 @@ final class LlamaModelTests: XCTestCase {
         }
     }
 
+    func testCompletionLogProbsWithCachedPromptsMatchFullForward() throws {
+        for name in Self.names {
+            let f = try Fixture.load(name)
+            let m = f.manifest
+            let full = try f.model.sequenceLogProbs(sequences: m.sequences, completionStarts: m.completion_starts)
+            let cache = PrefixCache()
+            // The first call fills the cache, the second reads it; both must equal the full forward.
+            for pass in 0..<2 {
+                let got = try f.model.completionLogProbs(sequences: m.sequences, completionStarts: m.completion_starts, prefixes: cache)
+                for s in got.indices {
+                    XCTAssertEqual(got[s].tokens, full[s].tokens)
+                    XCTAssertEqual(got[s].logprob, full[s].logprob, accuracy: 1e-4 * max(1, abs(full[s].logprob)), "\(name) pass \(pass) seq \(s)")
+                }
+            }
+            XCTAssertEqual(cache.count, Set(m.sequences.indices.map { Array(m.sequences[$0][..<(m.completion_starts[$0] - 1)]) }.filter { !$0.isEmpty }).count)
+            // A new completion of a cached prompt.
+            let seq = m.sequences[0], start = m.completion_starts[0]
+            let other = Array(seq[..<start]) + seq[start...].reversed()
+            let want = try f.model.sequenceLogProbs(sequences: [other], completionStarts: [start])[0]
+            let got = try f.model.completionLogProbs(sequences: [other], completionStarts: [start], prefixes: cache)[0]
+            XCTAssertEqual(got.logprob, want.logprob, accuracy: 1e-4 * max(1, abs(want.logprob)), name)
+        }
+    }
+
+    func testPromptsSharingAPrefixGenerateAsAlone() throws {
+        let f = try Fixture.load("llama3")
+        f.model.decodeWeights = .f32
+        let head = Array(f.manifest.prompts[0].prefix(3))
+        let shared = head + head + head + [5, 9, 2]   // ≥ 8 shared tokens: the prefix is computed once
+        let prompts = f.manifest.prompts.map { shared + $0 }
+        XCTAssertEqual(LlamaModel.sharedPrefixLength(prompts), shared.count + LlamaModel.sharedPrefixLength(f.manifest.prompts))
+        let together = try f.model.generate(prompts: prompts, maxNewTokens: 10)
+        for (p, want) in zip(prompts, together) {
+            XCTAssertEqual(try f.model.generate(prompts: [p], maxNewTokens: 10), [want])
+        }
+        XCTAssertEqual(LlamaModel.sharedPrefixLength([[1, 2, 3], [1, 2, 3]]), 2)
+        XCTAssertEqual(LlamaModel.sharedPrefixLength([[1, 2], [3]]), 0)
+    }
+
     func testGreedyGenerationMatchesTransformers() throws {
         for name in Self.names {
             let f = try Fixture.load(name)

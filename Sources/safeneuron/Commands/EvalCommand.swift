@@ -55,7 +55,9 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var pruning: PruneOptions
     @OptionGroup var judging: JudgeOptions
-    @Option(help: "Output folder.") var output: String
+    @Option(help: "Output folder.") var output: String?
+    @Option(help: ArgumentHelp("One attack cell of the safety suite: DIR, or DIR,NEURONS[,SET] to prune SET (default union) of a neurons file into DIR. Repeat for a whole attack matrix: the model, the judge and the fluency model's prompt states are loaded once; finished cells (DIR/summary.json) are skipped. Replaces --output and --prune.", valueName: "cell"))
+    var cell: [String] = []
     @Option(help: "safety, overrefusal, capability or all.") var suite: String = "safety"
     @Option(help: "strongreject, strongreject-small, harmbench, donotanswer or a prompt file (.txt/.jsonl/.csv).")
     var dataset: String = "strongreject"
@@ -79,6 +81,29 @@ struct EvalCommand: ParsableCommand {
         if !(judging.fluencyThreshold > 0) { throw ValidationError("--fluency-threshold must be > 0") }
         do { _ = try judging.spec() } catch { throw ValidationError(String(describing: error)) }
         if !["union", "es", "sas", "topk"].contains(pruning.pruneSet) { throw ValidationError("--prune-set must be union, es, sas or topk") }
+        if cell.isEmpty == (output == nil) { throw ValidationError("give either --output or one or more --cell") }
+        if !cell.isEmpty {
+            if suite != "safety" { throw ValidationError("--cell needs --suite safety") }
+            if pruning.prune != nil { throw ValidationError("--cell names its own neurons; drop --prune") }
+            for c in cell { _ = try EvalCommand.parseCell(c) }
+        }
+    }
+
+    /// "DIR" or "DIR,NEURONS[,SET]".
+    static func parseCell(_ text: String) throws -> (output: String, prune: String?, set: String) {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard (1...3).contains(parts.count), !parts[0].isEmpty, parts.dropFirst().allSatisfy({ !$0.isEmpty }) else {
+            throw ValidationError("--cell \(text): expected DIR or DIR,NEURONS[,SET]")
+        }
+        let set = parts.count == 3 ? parts[2] : "union"
+        guard ["union", "es", "sas", "topk"].contains(set) else { throw ValidationError("--cell \(text): set must be union, es, sas or topk") }
+        return (parts[0], parts.count > 1 ? parts[1] : nil, set)
+    }
+
+    func pruneInfo(_ path: String?, set: String, ablation: NeuronSet?) throws -> PruneSetInfo? {
+        guard let path, let a = ablation else { return nil }
+        return PruneSetInfo(name: PruneSetInfo.conditionName(forSet: set), neuronCount: a.count,
+                            path: path, sha256: try SHA256.hexOfFile(URL(fileURLWithPath: path)))
     }
 
     func run() throws {
@@ -88,26 +113,39 @@ struct EvalCommand: ParsableCommand {
             let started = Date()
             let sha = try SHA256.hexOfModel(path: m.path)
             Progress.note("model sha256 \(sha) (\(String(format: "%.1f", Date().timeIntervalSince(started)))s)")
-            var pruneInfo: PruneSetInfo?
-            if let p = pruning.prune, let a = ablation {
-                pruneInfo = PruneSetInfo(name: PruneSetInfo.conditionName(forSet: pruning.pruneSet), neuronCount: a.count,
-                                         path: p, sha256: try SHA256.hexOfFile(URL(fileURLWithPath: p)))
-            }
+            let pruneInfo = try self.pruneInfo(pruning.prune, set: pruning.pruneSet, ablation: ablation)
             let label = method ?? JudgeSpec.shortName(m.path)
-            let out = URL(fileURLWithPath: output, isDirectory: true)
+            let out = URL(fileURLWithPath: output ?? ".", isDirectory: true)
             let gen = GenerationSettings(maxNewTokens: maxTokens, batchSize: batchSize, system: system, stopAtRefusal: stopAtRefusal)
             let all = suite == "all"
             var extra: [String: SettingValue] = ["model": .string(m.displayName)]
             if let l = limit { extra["limit"] = .int(l) }
-            if all || suite == "safety" {
+            func safety(ablation: NeuronSet?, pruneInfo: PruneSetInfo?, judge: ResponseJudge, into dir: URL) throws {
                 var prompts = try loadPrompts(dataset, root: DataPaths.root)
                 if let l = limit { prompts = Array(prompts.prefix(l)) }
-                let judge = try judging.make(reusing: m, batchSize: batchSize)
                 let cfg = SafetyEvaluator.Config(method: label, dataset: datasetName, generation: gen, pruneSet: pruneInfo,
                                                  modelSHA256: sha, extraSettings: extra)
-                let dir = all ? out.appendingPathComponent("safety") : out
                 let s = try SafetyEvaluator(model: m, ablation: ablation, config: cfg).run(prompts: prompts, judge: judge, output: dir)
                 Progress.note("ASR \(s.asr.count)/\(s.asr.total) (\(String(format: "%.1f", s.asr.percent))%), refused \(s.refused), degenerate \(s.degenerate), judge \(s.judge) → \(dir.path)")
+            }
+            if !cell.isEmpty {
+                let judge = try judging.make(reusing: m, batchSize: batchSize)
+                for (i, text) in cell.enumerated() {
+                    let c = try EvalCommand.parseCell(text)
+                    let dir = URL(fileURLWithPath: c.output, isDirectory: true)
+                    if FileManager.default.fileExists(atPath: dir.appendingPathComponent("summary.json").path) {
+                        Progress.note("cell \(i + 1)/\(cell.count): \(c.output) is finished")
+                        continue
+                    }
+                    Progress.note("cell \(i + 1)/\(cell.count): \(c.output)")
+                    let a = try c.prune.map { try loadNeuronSet($0, set: c.set, config: m.config) }
+                    try safety(ablation: a, pruneInfo: try self.pruneInfo(c.prune, set: c.set, ablation: a), judge: judge, into: dir)
+                }
+                return
+            }
+            if all || suite == "safety" {
+                let judge = try judging.make(reusing: m, batchSize: batchSize)
+                try safety(ablation: ablation, pruneInfo: pruneInfo, judge: judge, into: all ? out.appendingPathComponent("safety") : out)
             }
             if all || suite == "overrefusal" {
                 var prompts = try BuiltinDataset.harmless.load(root: DataPaths.root)
