@@ -29,6 +29,8 @@ public struct RunConfig {
         public var beta: Double, loss: String, rpoAlpha: Double, learningRate: Double, weightDecay: Double
         public var schedule: String, warmupSteps: Int, epochs: Int, batchSize: Int, maxLength: Int
         public var maxGradNorm: Double, dropoutP: Double, saveEvery: Int
+        /// SafeNeuron variants freeze the τ union when 0, else the `frozenTopK` neurons with the largest d.
+        public var frozenTopK: Int = 0
     }
     public struct Eval: Sendable {
         public var dataset: String, maxTokens: Int, batchSize: Int, limit: Int?, topk: [Int]
@@ -123,7 +125,8 @@ public struct RunConfig {
                       schedule: try t.string("schedule"), warmupSteps: try t.int("warmup_steps", min: 0),
                       epochs: try t.int("epochs", min: 1), batchSize: try t.int("batch_size", min: 1),
                       maxLength: try t.int("max_length", min: 8), maxGradNorm: try t.double("max_grad_norm"),
-                      dropoutP: try t.double("dropout_p"), saveEvery: try t.int("save_every", min: 1))
+                      dropoutP: try t.double("dropout_p"), saveEvery: try t.int("save_every", min: 1),
+                      frozenTopK: try t.int("frozen_top_k", min: 0))
         let e = try r.sub("eval")
         eval = Eval(dataset: try e.string("dataset"), maxTokens: try e.int("max_tokens", min: 1),
                     batchSize: try e.int("batch_size", min: 1), limit: try e.optionalInt("limit"),

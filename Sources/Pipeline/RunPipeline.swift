@@ -169,16 +169,21 @@ public final class RunPipeline {
             default: ablate = "dropout:\(c.train.dropoutP)"
             }
             var model = c.model
-            var frozen = path("original/neurons.json")
+            let k = c.train.frozenTopK
+            // The frozen set of a round's identification: its τ union, or its k largest d as a union.
+            func frozenSet(of folder: String) throws -> String {
+                k > 0 ? try topKAsUnion(from: folder, k: k) : folder + "/neurons.json"
+            }
+            var frozen = try frozenSet(of: path("original"))
             var info: [[String: Any]] = []
             for r in 1...c.rounds {
                 let roundDir = base + "/round\(r)"
                 if r > 1 {
                     // Re-identify on the current model and add its neurons to the frozen set.
-                    try identify(model: model, into: roundDir + "/identify", prompts: identifyInputs, topK: 0, ablate: nil)
+                    try identify(model: model, into: roundDir + "/identify", prompts: identifyInputs, topK: k, ablate: nil)
                     let merged = roundDir + "/frozen.json"
                     if !FileManager.default.fileExists(atPath: merged) {
-                        try mergeNeuronFiles(frozen, roundDir + "/identify/neurons.json", into: merged)
+                        try mergeNeuronFiles(frozen, try frozenSet(of: roundDir + "/identify"), into: merged)
                     }
                     frozen = merged
                 }
@@ -190,6 +195,17 @@ public final class RunPipeline {
             }
             return (model, info)
         }
+    }
+
+    /// A neurons file whose union (the set training freezes) is the `k` neurons with the largest d.
+    func topKAsUnion(from folder: String, k: Int) throws -> String {
+        let out = folder + "/frozen_top\(k).json"
+        if FileManager.default.fileExists(atPath: out) { return out }
+        var file = try NeuronsFile.read(from: URL(fileURLWithPath: try topKFile(from: folder, k: k)))
+        file.sets.union = file.sets.topk ?? []
+        file.counts.union = file.sets.union.count
+        try file.write(to: URL(fileURLWithPath: out))
+        return out
     }
 
     func mergeNeuronFiles(_ a: String, _ b: String, into out: String) throws {

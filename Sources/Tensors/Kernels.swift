@@ -192,4 +192,21 @@ public enum Kernels {
             for c in columns { row[c] = 0 }
         }
     }
+
+    /// Splits each row of `source` ([rows × Σ widths]) into the parts' own contiguous [rows × width] buffers.
+    public static func splitColumns(_ source: UnsafePointer<Float>, rows: Int,
+                                    into parts: [(UnsafeMutablePointer<Float>, Int)]) {
+        let width = parts.reduce(0) { $0 + $1.1 }
+        parts.withUnsafeBufferPointer { ps in
+            Parallel.forRanges(rows, minChunk: 64) { r in
+                for row in r {
+                    var col = 0
+                    for (dst, w) in ps {
+                        (dst + row * w).update(from: source + row * width + col, count: w)
+                        col += w
+                    }
+                }
+            }
+        }
+    }
 }

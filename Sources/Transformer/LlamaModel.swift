@@ -304,9 +304,8 @@ public final class LlamaModel: @unchecked Sendable {
                 if let cl {
                     cl.qkv.apply(ws.xn, count: rows, into: ws.q, ws.k, ws.v)
                 } else {
-                    linear(ws.xn, H, layer.qProj, nil, qDim, ws.q)
-                    linear(ws.xn, H, layer.kProj, nil, kvDim, ws.k)
-                    linear(ws.xn, H, layer.vProj, nil, kvDim, ws.v)
+                    BLAS.linear(ws.xn, count: rows, inFeatures: H, weight: layer.qkv.pointer, outFeatures: qDim + 2 * kvDim, into: ws.fused)
+                    Kernels.splitColumns(ws.fused, rows: rows, into: [(ws.q, qDim), (ws.k, kvDim), (ws.v, kvDim)])
                 }
                 if let b = layer.qBias { Kernels.addBias(b.pointer, rows: rows, dim: qDim, to: ws.q) }
                 if let b = layer.kBias { Kernels.addBias(b.pointer, rows: rows, dim: kvDim, to: ws.k) }
@@ -335,8 +334,8 @@ public final class LlamaModel: @unchecked Sendable {
                 if let cl {
                     cl.gateUp.apply(ws.xn, count: rows, into: ws.gate, ws.up, nil)
                 } else {
-                    linear(ws.xn, H, layer.gateProj, nil, I, ws.gate)
-                    linear(ws.xn, H, layer.upProj, nil, I, ws.up)
+                    BLAS.linear(ws.xn, count: rows, inFeatures: H, weight: layer.gateUp.pointer, outFeatures: 2 * I, into: ws.fused)
+                    Kernels.splitColumns(ws.fused, rows: rows, into: [(ws.gate, I), (ws.up, I)])
                 }
                 Kernels.swiglu(gate: ws.gate, up: ws.up, count: rows * I)
                 if l < ablate.count, !ablate[l].isEmpty {
@@ -390,11 +389,13 @@ final class Workspace {
     var keyCount = UnsafeMutablePointer<Int>.allocate(capacity: 1)
     var scores = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     var head = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    /// Output of a stacked product (qkv or gate/up) before it is split into its parts.
+    var fused = UnsafeMutablePointer<Float>.allocate(capacity: 1)
 
     init(config: LlamaConfig) { self.config = config }
 
     deinit {
-        for p in [x, xn, q, k, v, att, gate, up, scores, head] { p.deallocate() }
+        for p in [x, xn, q, k, v, att, gate, up, scores, head, fused] { p.deallocate() }
         keyCount.deallocate()
     }
 
@@ -406,6 +407,7 @@ final class Workspace {
             }
             re(&x, c.hiddenSize); re(&xn, c.hiddenSize); re(&q, c.qDim); re(&k, c.kvDim); re(&v, c.kvDim)
             re(&att, c.qDim); re(&gate, c.intermediateSize); re(&up, c.intermediateSize)
+            re(&fused, max(c.qDim + 2 * c.kvDim, 2 * c.intermediateSize))
             keyCount.deallocate(); keyCount = .allocate(capacity: n)
             capacity = n
         }

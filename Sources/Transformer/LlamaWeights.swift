@@ -15,19 +15,27 @@ public final class LayerWeights: @unchecked Sendable {
     public var gateProj: Tensor           // [intermediate × hidden]
     public var upProj: Tensor             // [intermediate × hidden]
     public var downProj: Tensor           // [hidden × intermediate]
+    /// q, k and v stacked [(qDim + 2·kvDim) × hidden]; `qProj`, `kProj`, `vProj` are views of it, so one
+    /// product computes all three (a few wide GEMMs run faster than many narrow ones).
+    public let qkv: Tensor
+    /// gate and up stacked [2·intermediate × hidden]; `gateProj` and `upProj` are views of it.
+    public let gateUp: Tensor
 
     public init(config c: LlamaConfig) {
-        inputNorm = Tensor(shape: [c.hiddenSize])
-        qProj = Tensor(shape: [c.qDim, c.hiddenSize])
-        kProj = Tensor(shape: [c.kvDim, c.hiddenSize])
-        vProj = Tensor(shape: [c.kvDim, c.hiddenSize])
+        let H = c.hiddenSize
+        inputNorm = Tensor(shape: [H])
+        qkv = Tensor(shape: [c.qDim + 2 * c.kvDim, H])
+        qProj = Tensor(viewing: qkv, offset: 0, shape: [c.qDim, H])
+        kProj = Tensor(viewing: qkv, offset: c.qDim * H, shape: [c.kvDim, H])
+        vProj = Tensor(viewing: qkv, offset: (c.qDim + c.kvDim) * H, shape: [c.kvDim, H])
         oProj = Tensor(shape: [c.hiddenSize, c.qDim])
         if c.attentionBias {
             qBias = Tensor(shape: [c.qDim]); kBias = Tensor(shape: [c.kvDim]); vBias = Tensor(shape: [c.kvDim])
         }
         postAttentionNorm = Tensor(shape: [c.hiddenSize])
-        gateProj = Tensor(shape: [c.intermediateSize, c.hiddenSize])
-        upProj = Tensor(shape: [c.intermediateSize, c.hiddenSize])
+        gateUp = Tensor(shape: [2 * c.intermediateSize, H])
+        gateProj = Tensor(viewing: gateUp, offset: 0, shape: [c.intermediateSize, H])
+        upProj = Tensor(viewing: gateUp, offset: c.intermediateSize * H, shape: [c.intermediateSize, H])
         downProj = Tensor(shape: [c.hiddenSize, c.intermediateSize])
     }
 
