@@ -9,7 +9,9 @@ struct SafeNeuronMain {
     static func main() {
         // Must run before the first BLAS call: it may re-execute the process with better kernels.
         BLASEnvironment.ensurePreferredCore()
-        if let v = getenv("SAFENEURON_GEMM_SPLIT"), String(cString: v) == "1" { BLAS.splitting = true }
+        // Our own slicing of large products (blocking waits) beat OpenBLAS's spinning threads by 8-12%
+        // on forward, generation and evaluation; SAFENEURON_GEMM_SPLIT=0 restores OpenBLAS threading.
+        BLAS.splitting = getenv("SAFENEURON_GEMM_SPLIT").map { String(cString: $0) } != "0"
         SafeNeuron.main()
     }
 }

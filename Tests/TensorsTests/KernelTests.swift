@@ -72,6 +72,30 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(Kernels.argmax([-1, -1], count: 2), 0)
     }
 
+    func testSplitSgemmEqualsOneCall() {
+        // Wide (column slices) and narrow (row slices) shapes, every transpose, with alpha and beta.
+        for (m, n, k) in [(37, 300, 41), (301, 19, 23)] {
+            let a = values(m * k, seed: 8), b = values(k * n, seed: 9), c0 = values(m * n, seed: 10)
+            for transA in [false, true] {
+                for transB in [false, true] {
+                    func run(split: Bool) -> [Float] {
+                        let (was, minimum) = (BLAS.splitting, BLAS.splitMinimumWork)
+                        BLAS.splitting = split; BLAS.splitMinimumWork = 1
+                        defer { BLAS.splitting = was; BLAS.splitMinimumWork = minimum }
+                        var c = c0
+                        BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1.5,
+                                   a: a, lda: transA ? m : k, b: b, ldb: transB ? k : n, beta: 0.5, c: &c, ldc: n)
+                        return c
+                    }
+                    let one = run(split: false), split = run(split: true)
+                    for i in one.indices {
+                        XCTAssertEqual(split[i], one[i], accuracy: 1e-5 * max(1, abs(one[i])), "\(m)x\(n)x\(k) \(transA) \(transB)")
+                    }
+                }
+            }
+        }
+    }
+
     func testSgemmTransposesAgainstNaive() {
         let m = 7, n = 5, k = 9
         let a = values(m * k, seed: 6), b = values(k * n, seed: 7)
