@@ -56,8 +56,9 @@ public final class RunPipeline {
             rounds[method] = info
         }
 
-        // 4. The attack matrix and 5. capability, for every method.
-        var results: [String: Any] = [:]
+        // 4. The attack matrix: every final model's own neurons, then all cells of all methods in one
+        // process (the judge's fluency model computes each prompt's keys/values once for the whole run).
+        var plans: [String: [AttackCell]] = [:]
         for method in c.methods {
             guard let model = finals[method] else { continue }
             let attackDir = path("attack/\(method)")
@@ -69,9 +70,17 @@ public final class RunPipeline {
             } else {
                 try identify(model: model, into: attackDir, prompts: identifyInputs, topK: maxK, ablate: nil)
             }
-            let cells = try attack(method: method, model: model, attackDir: attackDir)
+            plans[method] = try attackPlan(model: model, attackDir: attackDir)
+        }
+        try evaluate(c.methods.compactMap { plans[$0] }.flatMap { $0 }, label: "eval attack (\(plans.count) methods)")
+
+        // 5. Capability, and each method's results.
+        var results: [String: Any] = [:]
+        for method in c.methods {
+            guard let model = finals[method], let plan = plans[method] else { continue }
+            let attackDir = path("attack/\(method)")
+            var entry = try attackCounts(plan)
             let capability = c.eval.capability ? try self.capability(method: method, model: model) : [:]
-            var entry = cells
             for (k, v) in capability { entry[k] = v }
             entry["rounds"] = rounds[method] ?? []
             entry["model_path"] = model
@@ -223,44 +232,60 @@ public final class RunPipeline {
         try fa.write(to: URL(fileURLWithPath: out))
     }
 
-    /// StrongREJECT under ORI, ES(SN−), SAS(SN−), FULL(SN−) and the top-k sweep, judged with the refusal
-    /// judge plus the original model's fluency check.
-    func attack(method: String, model: String, attackDir: String) throws -> [String: Any] {
-        let c = config
+    /// One StrongREJECT evaluation of the attack matrix: a model with a neuron set pruned (or none).
+    struct AttackCell {
+        var name: String, model: String, output: String
+        var prune: [String]      // [neurons file, set] or empty
+        var neurons: [[Int]]
+    }
+
+    /// StrongREJECT under ORI, ES(SN−), SAS(SN−), FULL(SN−) and the top-k sweep for one model. Cells that
+    /// zero the same neurons (e.g. FULL = SAS when ES is empty, ES = ORI when ES is empty) share one output.
+    func attackPlan(model: String, attackDir: String) throws -> [AttackCell] {
         let nf = try NeuronsFile.read(from: URL(fileURLWithPath: attackDir + "/neurons.json"))
-        // Each cell: its neurons file and set, and the neurons they zero. Cells that zero the same neurons (e.g.
-        // FULL = SAS when ES is empty, ES = ORI when ES is empty) share one evaluation.
-        var cells: [(name: String, prune: [String], neurons: [[Int]])] = [("ori", [], [])]
+        var named: [(String, [String], [[Int]])] = [("ori", [], [])]
         for (name, set, pairs) in [("es", "es", nf.sets.es), ("sas", "sas", nf.sets.sas), ("full", "union", nf.sets.union)] {
-            cells.append((name, pairs.isEmpty ? [] : [attackDir + "/neurons.json", set], pairs))
+            named.append((name, pairs.isEmpty ? [] : [attackDir + "/neurons.json", set], pairs))
         }
-        for k in c.eval.topk.sorted() where k > 0 {
+        for k in config.eval.topk.sorted() where k > 0 {
             let file = try topKFile(from: attackDir, k: k)
-            let pairs = try NeuronsFile.read(from: URL(fileURLWithPath: file)).sets.topk ?? []
-            cells.append(("top\(k)", [file, "topk"], pairs))
+            named.append(("top\(k)", [file, "topk"], try NeuronsFile.read(from: URL(fileURLWithPath: file)).sets.topk ?? []))
         }
-        // One process evaluates every distinct cell: the model, the judge and the fluency model's prompt
-        // states are loaded once (the prompts are most of what the fluency check scores).
-        var evaluated: [[[Int]]: String] = [:]
-        var cellArgs: [String] = []
-        for cell in cells where evaluated[cell.neurons] == nil {
-            let out = attackDir + "/eval/\(cell.name)"
-            evaluated[cell.neurons] = out
-            cellArgs += ["--cell", ([out] + cell.prune).joined(separator: ",")]
+        var outputs: [[[Int]]: String] = [:]
+        return named.map { name, prune, neurons in
+            let out = outputs[neurons] ?? attackDir + "/eval/\(name)"
+            outputs[neurons] = out
+            return AttackCell(name: name, model: model, output: out, prune: prune, neurons: neurons)
         }
-        var args = ["eval", "--model", model, "--suite", "safety", "--dataset", c.eval.dataset,
+    }
+
+    /// Runs every distinct cell (judged with the refusal judge plus the original model's fluency check) in one
+    /// `eval` process; a rerun skips the finished ones.
+    func evaluate(_ cells: [AttackCell], label: String) throws {
+        let c = config
+        var seen = Set<String>(), cellArgs: [String] = []
+        for cell in cells where seen.insert(cell.output).inserted {
+            let fields = [cell.output, cell.prune.first ?? "", cell.prune.count > 1 ? cell.prune[1] : "", cell.model]
+            cellArgs += ["--cell", fields.joined(separator: ",")]
+        }
+        guard let first = cells.first else { return }
+        var args = ["eval", "--model", first.model, "--suite", "safety", "--dataset", c.eval.dataset,
                     "--max-tokens", "\(c.eval.maxTokens)", "--batch-size", "\(c.eval.batchSize)",
                     "--fluency-model", c.model, "--fluency-threshold", "\(c.eval.fluencyThreshold)",
                     "--fluency-cache", path("fluency-cache.jsonl"), "--stop-at-refusal"] + cellArgs
         if let l = c.eval.limit { args += ["--limit", "\(l)"] }
-        try runner.command("eval \(method) (\(evaluated.count) cells)", outputs: evaluated.values.sorted().map { $0 + "/summary.json" }, args)
+        try runner.command("\(label): \(seen.count) cells", outputs: seen.sorted().map { $0 + "/summary.json" }, args)
+    }
+
+    /// results.json's asr / cells / topk fields of one method from its cells' summaries.
+    func attackCounts(_ plan: [AttackCell]) throws -> [String: Any] {
         var counts: [String: [String: Int]] = [:]
-        for cell in cells { counts[cell.name] = try RunReport.verdictCounts(evaluated[cell.neurons]! + "/summary.json") }
+        for cell in plan { counts[cell.name] = try RunReport.verdictCounts(cell.output + "/summary.json") }
         var asr: [String: Int] = [:]
         var cellCounts: [String: Any] = [:]
         for name in ["ori", "es", "sas", "full"] { asr[name] = counts[name]?["complied"]; cellCounts[name] = counts[name] }
         var topk: [String: Any] = ["0": counts["ori"] ?? [:]]
-        for k in c.eval.topk where k > 0 { topk["\(k)"] = counts["top\(k)"] ?? [:] }
+        for k in config.eval.topk where k > 0 { topk["\(k)"] = counts["top\(k)"] ?? [:] }
         return ["asr": asr, "cells": cellCounts, "topk": topk]
     }
 

@@ -46,20 +46,26 @@ final class CompactWeights {
     /// Every matrix holds exactly the f32 weights (a Q8_0 LM head re-quantises to its own codes and scales).
     var isExact: Bool { lossless == total }
 
-    init(_ w: LlamaWeights, checksum: UInt64) {
+    /// With `requireExact`, gives up (nil) at the first matrix the copies cannot hold exactly, instead of
+    /// quantising a whole trained f32 model only to throw the copies away.
+    init?(_ w: LlamaWeights, checksum: UInt64, requireExact: Bool = false) {
         var lossless = 0, total = 0
-        func compact(_ parts: [Tensor]) -> any DecodeMatrix {
+        func compact(_ parts: [Tensor]) -> (any DecodeMatrix)? {
             total += 1
             if let g = Grid4Matrix.exact(stacking: parts) { lossless += 1; return g }
             let m = Int8Matrix(stacking: parts)
-            if m.reproduces(parts) { lossless += 1 }
+            if m.reproduces(parts) { lossless += 1 } else if requireExact { return nil }
             return m
         }
-        layers = w.layers.map {
-            Layer(qkv: compact([$0.qProj, $0.kProj, $0.vProj]), o: compact([$0.oProj]),
-                  gateUp: compact([$0.gateProj, $0.upProj]), down: compact([$0.downProj]))
+        var layers: [Layer] = []
+        for l in w.layers {
+            guard let qkv = compact([l.qProj, l.kProj, l.vProj]), let o = compact([l.oProj]),
+                  let gateUp = compact([l.gateProj, l.upProj]), let down = compact([l.downProj]) else { return nil }
+            layers.append(Layer(qkv: qkv, o: o, gateUp: gateUp, down: down))
         }
-        lmHead = compact([w.outputWeight])
+        guard let head = compact([w.outputWeight]) else { return nil }
+        self.layers = layers
+        lmHead = head
         self.checksum = checksum
         self.lossless = lossless; self.total = total
     }

@@ -40,6 +40,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// `sequenceLogProbs` and larger batches always use the f32 weights).
     public var decodeWeights: DecodeWeights = .environmentDefault
     var compact: CompactWeights?
+    /// Checksum of weights found not to be exactly representable (auto mode then decodes them in f32).
+    var inexactChecksum: UInt64?
 
     /// The block-int8 copies for a decode session, rebuilt when the f32 weights changed since they were made;
     /// nil when decoding in f32.
@@ -47,8 +49,12 @@ public final class LlamaModel: @unchecked Sendable {
         guard decodeWeights != .f32 else { compact = nil; return nil }
         let sum = CompactWeights.checksum(weights)
         if let c = compact, c.checksum == sum { return decodeWeights == .int8 || c.isExact ? c : nil }
+        if decodeWeights == .auto, inexactChecksum == sum { return nil }
         compact = nil   // free the stale copies before building new ones
-        let c = CompactWeights(weights, checksum: sum)
+        guard let c = CompactWeights(weights, checksum: sum, requireExact: decodeWeights == .auto) else {
+            inexactChecksum = sum   // these weights decode in f32; do not try again until they change
+            return nil
+        }
         compact = c
         return decodeWeights == .int8 || c.isExact ? c : nil
     }

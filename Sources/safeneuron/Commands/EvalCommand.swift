@@ -56,7 +56,7 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var pruning: PruneOptions
     @OptionGroup var judging: JudgeOptions
     @Option(help: "Output folder.") var output: String?
-    @Option(help: ArgumentHelp("One attack cell of the safety suite: DIR, or DIR,NEURONS[,SET] to prune SET (default union) of a neurons file into DIR. Repeat for a whole attack matrix: the model, the judge and the fluency model's prompt states are loaded once; finished cells (DIR/summary.json) are skipped. Replaces --output and --prune.", valueName: "cell"))
+    @Option(help: ArgumentHelp("One attack cell of the safety suite: DIR[,NEURONS[,SET[,MODEL]]] evaluates MODEL (default --model) with SET (default union) of a neurons file pruned into DIR. Repeat for whole attack matrices: each model, the judge and the fluency model's prompt states are loaded once; finished cells (DIR/summary.json) are skipped. Replaces --output and --prune.", valueName: "cell"))
     var cell: [String] = []
     @Option(help: "safety, overrefusal, capability or all.") var suite: String = "safety"
     @Option(help: "strongreject, strongreject-small, harmbench, donotanswer or a prompt file (.txt/.jsonl/.csv).")
@@ -89,15 +89,16 @@ struct EvalCommand: ParsableCommand {
         }
     }
 
-    /// "DIR" or "DIR,NEURONS[,SET]".
-    static func parseCell(_ text: String) throws -> (output: String, prune: String?, set: String) {
+    /// "DIR[,NEURONS[,SET[,MODEL]]]"; an empty field takes its default (no pruning, union, --model).
+    static func parseCell(_ text: String) throws -> (output: String, prune: String?, set: String, model: String?) {
         let parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-        guard (1...3).contains(parts.count), !parts[0].isEmpty, parts.dropFirst().allSatisfy({ !$0.isEmpty }) else {
-            throw ValidationError("--cell \(text): expected DIR or DIR,NEURONS[,SET]")
+        guard (1...4).contains(parts.count), !parts[0].isEmpty else {
+            throw ValidationError("--cell \(text): expected DIR[,NEURONS[,SET[,MODEL]]]")
         }
-        let set = parts.count == 3 ? parts[2] : "union"
+        func field(_ i: Int) -> String? { i < parts.count && !parts[i].isEmpty ? parts[i] : nil }
+        let set = field(2) ?? "union"
         guard ["union", "es", "sas", "topk"].contains(set) else { throw ValidationError("--cell \(text): set must be union, es, sas or topk") }
-        return (parts[0], parts.count > 1 ? parts[1] : nil, set)
+        return (parts[0], field(1), set, field(3))
     }
 
     func pruneInfo(_ path: String?, set: String, ablation: NeuronSet?) throws -> PruneSetInfo? {
@@ -120,16 +121,20 @@ struct EvalCommand: ParsableCommand {
             let all = suite == "all"
             var extra: [String: SettingValue] = ["model": .string(m.displayName)]
             if let l = limit { extra["limit"] = .int(l) }
-            func safety(ablation: NeuronSet?, pruneInfo: PruneSetInfo?, judge: ResponseJudge, into dir: URL) throws {
+            func safety(_ m: LanguageModel, sha: String, ablation: NeuronSet?, pruneInfo: PruneSetInfo?, judge: ResponseJudge, into dir: URL) throws {
                 var prompts = try loadPrompts(dataset, root: DataPaths.root)
                 if let l = limit { prompts = Array(prompts.prefix(l)) }
-                let cfg = SafetyEvaluator.Config(method: label, dataset: datasetName, generation: gen, pruneSet: pruneInfo,
-                                                 modelSHA256: sha, extraSettings: extra)
+                var extra = extra
+                extra["model"] = .string(m.displayName)
+                let cfg = SafetyEvaluator.Config(method: method ?? JudgeSpec.shortName(m.path), dataset: datasetName, generation: gen,
+                                                 pruneSet: pruneInfo, modelSHA256: sha, extraSettings: extra)
                 let s = try SafetyEvaluator(model: m, ablation: ablation, config: cfg).run(prompts: prompts, judge: judge, output: dir)
                 Progress.note("ASR \(s.asr.count)/\(s.asr.total) (\(String(format: "%.1f", s.asr.percent))%), refused \(s.refused), degenerate \(s.degenerate), judge \(s.judge) → \(dir.path)")
             }
             if !cell.isEmpty {
                 let judge = try judging.make(reusing: m, batchSize: batchSize)
+                func key(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.path }
+                var current = (model: m, sha: sha)
                 for (i, text) in cell.enumerated() {
                     let c = try EvalCommand.parseCell(text)
                     let dir = URL(fileURLWithPath: c.output, isDirectory: true)
@@ -138,14 +143,20 @@ struct EvalCommand: ParsableCommand {
                         continue
                     }
                     Progress.note("cell \(i + 1)/\(cell.count): \(c.output)")
-                    let a = try c.prune.map { try loadNeuronSet($0, set: c.set, config: m.config) }
-                    try safety(ablation: a, pruneInfo: try self.pruneInfo(c.prune, set: c.set, ablation: a), judge: judge, into: dir)
+                    let wanted = c.model ?? m.path
+                    if key(wanted) != key(current.model.path) {
+                        let next = key(wanted) == key(m.path) ? m : try ModelOptions(model: wanted).load()
+                        current = (next, try SHA256.hexOfModel(path: next.path))
+                    }
+                    let a = try c.prune.map { try loadNeuronSet($0, set: c.set, config: current.model.config) }
+                    try safety(current.model, sha: current.sha, ablation: a, pruneInfo: try self.pruneInfo(c.prune, set: c.set, ablation: a),
+                               judge: judge, into: dir)
                 }
                 return
             }
             if all || suite == "safety" {
                 let judge = try judging.make(reusing: m, batchSize: batchSize)
-                try safety(ablation: ablation, pruneInfo: pruneInfo, judge: judge, into: all ? out.appendingPathComponent("safety") : out)
+                try safety(m, sha: sha, ablation: ablation, pruneInfo: pruneInfo, judge: judge, into: all ? out.appendingPathComponent("safety") : out)
             }
             if all || suite == "overrefusal" {
                 var prompts = try BuiltinDataset.harmless.load(root: DataPaths.root)
