@@ -294,15 +294,7 @@ extension LlamaModel {
     /// cell) then runs each prompt once. No ablation: the cache holds this model's intact states only.
     public func completionLogProbs(sequences: [[Int]], completionStarts: [Int],
                                    prefixes: PrefixCache) throws -> [(logprob: Double, tokens: Int)] {
-        try validate(sequences, source: "completionLogProbs")
-        guard completionStarts.count == sequences.count else {
-            throw InferenceError.invalidInput(source: "completionLogProbs",
-                reason: "\(completionStarts.count) completion starts for \(sequences.count) sequences")
-        }
-        for (s, st) in completionStarts.enumerated() where st < 1 || st > sequences[s].count {
-            throw InferenceError.invalidInput(source: "completionLogProbs",
-                reason: "completion start \(st) of sequence \(s) must be in 1...\(sequences[s].count)")
-        }
+        try validate(sequences, completionStarts: completionStarts, source: "completionLogProbs")
         if sequences.isEmpty { return [] }
         let heads = sequences.indices.map { Array(sequences[$0][..<(completionStarts[$0] - 1)]) }
         var missing: [[Int]] = []

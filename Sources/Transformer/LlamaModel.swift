@@ -158,16 +158,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// Only the rows that predict completion tokens go through the LM head, in bounded chunks.
     public func sequenceLogProbs(sequences: [[Int]], completionStarts: [Int],
                                  ablation: NeuronSet? = nil) throws -> [(logprob: Double, tokens: Int)] {
-        try validate(sequences, source: "sequenceLogProbs")
+        try validate(sequences, completionStarts: completionStarts, source: "sequenceLogProbs")
         try validate(ablation)
-        guard completionStarts.count == sequences.count else {
-            throw InferenceError.invalidInput(source: "sequenceLogProbs",
-                reason: "\(completionStarts.count) completion starts for \(sequences.count) sequences")
-        }
-        for (s, st) in completionStarts.enumerated() where st < 1 || st > sequences[s].count {
-            throw InferenceError.invalidInput(source: "sequenceLogProbs",
-                reason: "completion start \(st) of sequence \(s) must be in 1...\(sequences[s].count)")
-        }
         let plan = Plan(sequences: sequences)
         runBody(plan, cache: nil, ablation: ablation, tap: nil)
         // (packed row predicting the token, target token, sequence)
@@ -212,6 +204,19 @@ public final class LlamaModel: @unchecked Sendable {
                 throw InferenceError.invalidInput(source: source,
                     reason: "token \(t) at position \(i) of sequence \(s) is outside the vocabulary (\(vocab))")
             }
+        }
+    }
+
+    /// Valid token sequences, each with a completion start in 1...count (its first token only conditions).
+    func validate(_ sequences: [[Int]], completionStarts: [Int], source: String) throws {
+        try validate(sequences, source: source)
+        guard completionStarts.count == sequences.count else {
+            throw InferenceError.invalidInput(source: source,
+                reason: "\(completionStarts.count) completion starts for \(sequences.count) sequences")
+        }
+        for (s, st) in completionStarts.enumerated() where st < 1 || st > sequences[s].count {
+            throw InferenceError.invalidInput(source: source,
+                reason: "completion start \(st) of sequence \(s) must be in 1...\(sequences[s].count)")
         }
     }
 
