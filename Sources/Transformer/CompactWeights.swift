@@ -74,7 +74,7 @@ final class CompactWeights {
     /// over the weights (a few tens of ms for 135M parameters): paid once per decode session, not per step.
     static func checksum(_ w: LlamaWeights) -> UInt64 {
         var tensors: [Tensor] = []
-        for l in w.layers { tensors += [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj] }
+        for l in w.layers { tensors += [l.qkv, l.oProj, l.gateUp, l.downProj] }
         tensors.append(w.outputWeight)
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for t in tensors {
