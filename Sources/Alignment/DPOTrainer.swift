@@ -51,6 +51,9 @@ public struct TrainerConfig: Codable, Sendable, Equatable {
     /// The reference model gets the policy's ablation of that step (so the first loss is ln 2); false = the
     /// reference is always the intact starting model.
     public var referenceAblated = true
+    /// RPO weight in steps whose policy is ablated; nil = the same as `dpo.rpoAlpha`. An ablated union can leave
+    /// the model barely fluent, and then the chosen NLL of those steps is mostly about fluency, not safety.
+    public var ablatedRPOAlpha: Double? = nil
     public var recomputeLayers = true
     public init() {}
 }
@@ -253,7 +256,9 @@ public final class DPOTrainer {
             let seqs = mb.map { pairs[$0].chosen } + mb.map { pairs[$0].rejected }
             let lp = try model.forward(seqs, ablate: set)
             let n = mb.count
-            let r = DPO.compute(config.dpo, policyChosen: Array(lp[0..<n]), policyRejected: Array(lp[n...]),
+            var objective = config.dpo
+            if set != nil, let a = config.ablatedRPOAlpha { objective.rpoAlpha = a > 0 ? a : nil }
+            let r = DPO.compute(objective, policyChosen: Array(lp[0..<n]), policyRejected: Array(lp[n...]),
                                 refChosen: mb.map { refChosen[refState][$0] }, refRejected: mb.map { refRejected[refState][$0] })
             let scale = 1 / Double(micro.count)
             try model.backward(dLogProbs: (r.dChosen + r.dRejected).map { Float($0 * scale) }, into: grads)

@@ -176,6 +176,20 @@ final class AlignmentTests: XCTestCase {
         }
     }
 
+    func testAblatedStepsUseTheirOwnRPOWeight() throws {
+        let b = try TrainingFixture.batch("qwen2_bias")
+        for (mode, ablated) in [(AblationMode.always, true), (.none, false)] {
+            let t = try trainer(try TrainingFixture.weights("qwen2_bias"), b) {
+                $0.ablation = mode; $0.batchSize = 3; $0.dpo.rpoAlpha = 1; $0.ablatedRPOAlpha = 0
+            }
+            let m = try t.trainStep()
+            XCTAssertEqual(m.ablated, ablated)
+            // The first step's DPO term is ln 2; only the intact step adds the chosen NLL.
+            XCTAssertEqual(m.values["loss"]!, log(2) + (ablated ? 0 : m.values["nll_loss"]!), accuracy: 1e-6)
+            XCTAssertGreaterThan(m.values["nll_loss"]!, 0)
+        }
+    }
+
     func testResumeGivesTheSameWeights() throws {
         let b = try TrainingFixture.batch("llama_tied")
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sn-resume-\(getpid())")

@@ -39,6 +39,7 @@ struct AlignCommand: ParsableCommand {
     @Option(help: "DPO beta.") var beta = 0.1
     @Option(help: "Loss: sigmoid or ipo.") var loss = "sigmoid"
     @Option(help: "RPO alpha (weight of the chosen NLL term; 0 = off).") var rpoAlpha = 0.0
+    @Option(help: "RPO alpha in the steps whose policy is ablated (default: --rpo-alpha).") var ablatedRpoAlpha: Double?
     @Option(help: "Reference model: ablated (same ablation as the policy each step) or intact.") var reference = "ablated"
     @Option(help: "Optimizer: adamw or sgd.") var optimizer = "adamw"
     @Option(help: "Peak learning rate.") var lr = 5e-6
@@ -78,6 +79,7 @@ struct AlignCommand: ParsableCommand {
         if let neurons { s["neurons_fnv1a64"] = fnv(neurons) }
         s["neurons"] = neurons ?? NSNull()
         s["max_steps"] = steps ?? NSNull()
+        if let ablatedRpoAlpha { s["ablated_rpo_alpha"] = ablatedRpoAlpha }
         return s
     }
 
@@ -87,6 +89,10 @@ struct AlignCommand: ParsableCommand {
         guard let lt = DPOLossType(rawValue: loss) else { throw RuntimeError.invalidArgument("--loss must be sigmoid or ipo") }
         guard rpoAlpha >= 0, rpoAlpha.isFinite else { throw RuntimeError.invalidArgument("--rpo-alpha must be ≥ 0") }
         c.dpo = DPOConfig(beta: beta, lossType: lt, rpoAlpha: rpoAlpha > 0 ? rpoAlpha : nil)
+        if let a = ablatedRpoAlpha {
+            guard a >= 0, a.isFinite else { throw RuntimeError.invalidArgument("--ablated-rpo-alpha must be ≥ 0") }
+            c.ablatedRPOAlpha = a
+        }
         guard let opt = OptimizerKind(rawValue: optimizer) else { throw RuntimeError.invalidArgument("--optimizer must be adamw or sgd") }
         c.optimizer = opt
         guard lr >= 0, lr.isFinite else { throw RuntimeError.invalidArgument("--lr must be ≥ 0") }
