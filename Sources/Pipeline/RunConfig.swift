@@ -29,12 +29,20 @@ public struct RunConfig {
         public var beta: Double, loss: String, rpoAlpha: Double, learningRate: Double, weightDecay: Double
         public var schedule: String, warmupSteps: Int, epochs: Int, batchSize: Int, maxLength: Int
         public var maxGradNorm: Double, dropoutP: Double, saveEvery: Int
-        /// SafeNeuron variants freeze the τ union when 0, else the `frozenTopK` neurons with the largest d.
+        /// SafeNeuron variants freeze the τ union when 0, else the `frozenTopK` neurons with the largest score.
         public var frozenTopK: Int = 0
+        /// What `frozenTopK` ranks by: "d" (Cohen's d) or "attribution" (the attribution attacker's ranking, with its
+        /// utility set difference `eval.exclude_utility[0]`), re-identified each round.
+        public var frozenScore: String = "d"
     }
     public struct Eval: Sendable {
         public var dataset: String, maxTokens: Int, batchSize: Int, limit: Int?, topk: [Int]
         public var fluencyThreshold: Double, capability: Bool
+        /// Attribution-pruning attack cells: top-k by a·∂margin/∂a for each k, after dropping each Q of the largest
+        /// utility neurons (k × Q cells); empty = no attribution cells.
+        public var attributionTopK: [Int] = [], excludeUtility: [Int] = [0]
+        /// Every attack cell also measures the pruned model's perplexity (the "strongest fluent setting" rule).
+        public var perplexity: Bool = true
     }
 
     public static let knownMethods = ["original", "dpo", "sn-tune", "safeneuron", "safeneuron-freeze", "safeneuron-dropout"]
@@ -126,12 +134,26 @@ public struct RunConfig {
                       epochs: try t.int("epochs", min: 1), batchSize: try t.int("batch_size", min: 1),
                       maxLength: try t.int("max_length", min: 8), maxGradNorm: try t.double("max_grad_norm"),
                       dropoutP: try t.double("dropout_p"), saveEvery: try t.int("save_every", min: 1),
-                      frozenTopK: try t.int("frozen_top_k", min: 0))
+                      frozenTopK: try t.int("frozen_top_k", min: 0), frozenScore: try t.optionalString("frozen_score") ?? "d")
+        guard ["d", "attribution"].contains(train.frozenScore) else {
+            throw RuntimeError.badFile(path: source, reason: "train.frozen_score: '\(train.frozenScore)' is not d or attribution")
+        }
+        if train.frozenScore == "attribution" && train.frozenTopK == 0 {
+            throw RuntimeError.badFile(path: source, reason: "train.frozen_score: attribution needs train.frozen_top_k > 0")
+        }
         let e = try r.sub("eval")
         eval = Eval(dataset: try e.string("dataset"), maxTokens: try e.int("max_tokens", min: 1),
                     batchSize: try e.int("batch_size", min: 1), limit: try e.optionalInt("limit"),
                     topk: try e.ints("topk"), fluencyThreshold: try e.double("fluency_threshold"),
-                    capability: try e.bool("capability"))
+                    capability: try e.bool("capability"),
+                    attributionTopK: try e.optionalInts("attribution_topk") ?? [],
+                    excludeUtility: try e.optionalInts("exclude_utility") ?? [0],
+                    perplexity: try e.optionalBool("perplexity") ?? true)
+        for (key, list) in [("eval.attribution_topk", eval.attributionTopK), ("eval.exclude_utility", eval.excludeUtility)]
+        where list.contains(where: { $0 < 0 }) {
+            throw RuntimeError.badFile(path: source, reason: "\(key): values must be ≥ 0")
+        }
+        if eval.excludeUtility.isEmpty { eval.excludeUtility = [0] }
     }
 }
 
@@ -174,6 +196,16 @@ struct Reader {
         if let s = d[key] as? String { return try s.split(separator: ",").map { guard let i = Int($0.trimmingCharacters(in: .whitespaces)) else { throw fail(key, "expected integers") }; return i } }
         guard let a = d[key] as? [Any] else { throw fail(key, "expected a list of integers") }
         return try a.map { guard let i = $0 as? Int else { throw fail(key, "expected integers") }; return i }
+    }
+    func optionalInts(_ key: String) throws -> [Int]? {
+        guard let v = d[key], !(v is NSNull) else { return nil }
+        _ = v
+        return try ints(key)
+    }
+    func optionalBool(_ key: String) throws -> Bool? {
+        guard let v = d[key], !(v is NSNull) else { return nil }
+        _ = v
+        return try bool(key)
     }
     func double(_ key: String) throws -> Double {
         if let x = d[key] as? Double { return x }

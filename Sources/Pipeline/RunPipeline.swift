@@ -62,13 +62,14 @@ public final class RunPipeline {
         for method in c.methods {
             guard let model = finals[method] else { continue }
             let attackDir = path("attack/\(method)")
-            if method == "original" {
+            if method == "original" && !attributionAttack {
                 try FileManager.default.createDirectory(atPath: attackDir, withIntermediateDirectories: true)
                 for f in ["neurons.json", "stats.safetensors"] where !FileManager.default.fileExists(atPath: attackDir + "/" + f) {
                     try FileManager.default.copyItem(atPath: path("original/\(f)"), toPath: attackDir + "/" + f)
                 }
             } else {
-                try identify(model: model, into: attackDir, prompts: identifyInputs, topK: maxK, ablate: nil)
+                try identify(model: model, into: attackDir, prompts: identifyInputs, topK: maxK, ablate: nil,
+                             attribution: attributionAttack)
             }
             plans[method] = try attackPlan(model: model, attackDir: attackDir)
         }
@@ -122,29 +123,56 @@ public final class RunPipeline {
         return (harmfulOut, harmlessOut)
     }
 
-    func identify(model: String, into folder: String, prompts: (harmful: String, harmless: String), topK: Int, ablate: String?) throws {
+    /// Whether the attack matrix has attribution cells (then every model's attack identification also scores
+    /// attribution on the run's pairs).
+    var attributionAttack: Bool { !config.eval.attributionTopK.isEmpty }
+
+    /// `identify` into `folder`; with `attribution` the statistics also hold the attribution scores of the run's
+    /// pairs (safety and utility), from which `topKFile(ranking: .attribution)` takes its sets.
+    func identify(model: String, into folder: String, prompts: (harmful: String, harmless: String), topK: Int, ablate: String?,
+                  attribution: Bool = false) throws {
         let out = folder + "/neurons.json", stats = folder + "/stats.safetensors"
-        try runner.command("identify \(folder.replacingOccurrences(of: dir + "/", with: ""))", outputs: [out, stats],
-                           ["identify", "--model", model, "--harmful", prompts.harmful, "--harmless", prompts.harmless,
-                            "--output", out, "--stats", stats, "--report", folder + "/report",
-                            "--tau-es", "\(config.identify.tauES)", "--tau-sas", "\(config.identify.tauSAS)",
-                            "--pool", config.identify.pool, "--top-k", "\(topK)", "--batch-size", "\(config.identify.batchSize)"])
+        var args = ["identify", "--model", model, "--harmful", prompts.harmful, "--harmless", prompts.harmless,
+                    "--output", out, "--stats", stats, "--report", folder + "/report",
+                    "--tau-es", "\(config.identify.tauES)", "--tau-sas", "\(config.identify.tauSAS)",
+                    "--pool", config.identify.pool, "--top-k", "\(max(topK, config.eval.attributionTopK.max() ?? 0))",
+                    "--batch-size", "\(config.identify.batchSize)"]
+        if attribution {
+            args += ["--score", "attribution", "--pairs", path("pairs.jsonl"), "--exclude-utility", "\(config.eval.excludeUtility[0])"]
+        }
+        try runner.command("identify \(folder.replacingOccurrences(of: dir + "/", with: ""))", outputs: [out, stats], args)
     }
 
-    /// A neurons file whose `topk` set holds the `k` neurons with the largest d (from the saved statistics).
-    func topKFile(from folder: String, k: Int) throws -> String {
-        let out = folder + "/neurons_top\(k).json"
+    /// What a derived top-k set ranks by.
+    enum TopKRanking: Equatable {
+        case d
+        /// Safety attribution after dropping the `excludeUtility` largest utility neurons.
+        case attribution(excludeUtility: Int)
+    }
+
+    /// A neurons file whose `topk` set holds the `k` neurons ranked first (from the saved statistics).
+    func topKFile(from folder: String, k: Int, ranking: TopKRanking = .d) throws -> String {
+        let name: String
+        switch ranking {
+        case .d: name = "neurons_top\(k).json"
+        case let .attribution(q): name = "neurons_attr\(k)_u\(q).json"
+        }
+        let out = folder + "/" + name
         if FileManager.default.fileExists(atPath: out) { return out }
-        var file = try NeuronsFile.read(from: URL(fileURLWithPath: folder + "/neurons.json"))
-        let stats = try SafetensorsFile(path: folder + "/stats.safetensors")
-        let d = try stats.floats("d")
-        let I = file.intermediateSize
-        let order = d.indices.filter { d[$0].isFinite }.sorted { d[$0] != d[$1] ? d[$0] > d[$1] : $0 < $1 }
-        let chosen = order.prefix(k).sorted().map { [$0 / I, $0 % I] }
-        file.sets.topk = chosen
-        file.counts.topk = chosen.count
-        file.topK = k
-        try file.write(to: URL(fileURLWithPath: out))
+        let file = try NeuronsFile.read(from: URL(fileURLWithPath: folder + "/neurons.json"))
+        let statsPath = folder + "/stats.safetensors"
+        let ranked: NeuronsFile
+        switch ranking {
+        case .d:
+            let d = try SafetensorsFile(path: statsPath).floats("d").map(Double.init)
+            let scores = AttributionScores(layers: file.layers, intermediateSize: file.intermediateSize, safety: d,
+                                           safetyPairs: 0, utility: nil, utilityPairs: 0)
+            ranked = file.replacingTopK(try scores.topK(k), k: k, score: "d", excludeUtility: nil)
+        case let .attribution(q):
+            let scores = try AttributionScores(statistics: statsPath, file: file)
+            ranked = file.replacingTopK(try scores.topK(k, excludeUtility: q), k: k, score: "attribution", excludeUtility: q)
+        }
+        try ranked.write(to: URL(fileURLWithPath: out))
         return out
     }
 
@@ -179,17 +207,25 @@ public final class RunPipeline {
             }
             var model = c.model
             let k = c.train.frozenTopK
-            // The frozen set of a round's identification: its τ union, or its k largest d as a union.
+            let byAttribution = c.train.frozenScore == "attribution"
+            let ranking: TopKRanking = byAttribution ? .attribution(excludeUtility: c.eval.excludeUtility[0]) : .d
+            // The frozen set of a round's identification: its τ union, or its k first by d or attribution as a union.
             func frozenSet(of folder: String) throws -> String {
-                k > 0 ? try topKAsUnion(from: folder, k: k) : folder + "/neurons.json"
+                k > 0 ? try topKAsUnion(from: folder, k: k, ranking: ranking) : folder + "/neurons.json"
             }
-            var frozen = try frozenSet(of: path("original"))
+            // Attribution needs the pairs, which come after the original's identification: score them separately.
+            if byAttribution {
+                try identify(model: c.model, into: path("original/attribution"), prompts: identifyInputs, topK: k, ablate: nil,
+                             attribution: true)
+            }
+            var frozen = try frozenSet(of: path(byAttribution ? "original/attribution" : "original"))
             var info: [[String: Any]] = []
             for r in 1...c.rounds {
                 let roundDir = base + "/round\(r)"
                 if r > 1 {
                     // Re-identify on the current model and add its neurons to the frozen set.
-                    try identify(model: model, into: roundDir + "/identify", prompts: identifyInputs, topK: k, ablate: nil)
+                    try identify(model: model, into: roundDir + "/identify", prompts: identifyInputs, topK: k, ablate: nil,
+                                 attribution: byAttribution)
                     let merged = roundDir + "/frozen.json"
                     if !FileManager.default.fileExists(atPath: merged) {
                         try mergeNeuronFiles(frozen, try frozenSet(of: roundDir + "/identify"), into: merged)
@@ -206,11 +242,11 @@ public final class RunPipeline {
         }
     }
 
-    /// A neurons file whose union (the set training freezes) is the `k` neurons with the largest d.
-    func topKAsUnion(from folder: String, k: Int) throws -> String {
-        let out = folder + "/frozen_top\(k).json"
+    /// A neurons file whose union (the set training freezes) is the `k` neurons ranked first.
+    func topKAsUnion(from folder: String, k: Int, ranking: TopKRanking = .d) throws -> String {
+        let out = folder + (ranking == .d ? "/frozen_top\(k).json" : "/frozen_attr\(k).json")
         if FileManager.default.fileExists(atPath: out) { return out }
-        var file = try NeuronsFile.read(from: URL(fileURLWithPath: try topKFile(from: folder, k: k)))
+        var file = try NeuronsFile.read(from: URL(fileURLWithPath: try topKFile(from: folder, k: k, ranking: ranking)))
         file.sets.union = file.sets.topk ?? []
         file.counts.union = file.sets.union.count
         try file.write(to: URL(fileURLWithPath: out))
@@ -251,6 +287,13 @@ public final class RunPipeline {
             let file = try topKFile(from: attackDir, k: k)
             named.append(("top\(k)", [file, "topk"], try NeuronsFile.read(from: URL(fileURLWithPath: file)).sets.topk ?? []))
         }
+        for q in config.eval.excludeUtility {
+            for k in config.eval.attributionTopK.sorted() where k > 0 {
+                let file = try topKFile(from: attackDir, k: k, ranking: .attribution(excludeUtility: q))
+                named.append((Self.attributionCellName(k: k, excludeUtility: q), [file, "topk"],
+                              try NeuronsFile.read(from: URL(fileURLWithPath: file)).sets.topk ?? []))
+            }
+        }
         var outputs: [[[Int]]: String] = [:]
         return named.map { name, prune, neurons in
             let out = outputs[neurons] ?? attackDir + "/eval/\(name)"
@@ -273,6 +316,7 @@ public final class RunPipeline {
                     "--max-tokens", "\(c.eval.maxTokens)", "--batch-size", "\(c.eval.batchSize)",
                     "--fluency-model", c.model, "--fluency-threshold", "\(c.eval.fluencyThreshold)",
                     "--fluency-cache", path("fluency-cache.jsonl"), "--stop-at-refusal"] + cellArgs
+        if c.eval.perplexity { args.append("--perplexity") }
         if let l = c.eval.limit { args += ["--limit", "\(l)"] }
         try runner.command("\(label): \(seen.count) cells", outputs: seen.sorted().map { $0 + "/summary.json" }, args)
     }
@@ -286,7 +330,63 @@ public final class RunPipeline {
         for name in ["ori", "es", "sas", "full"] { asr[name] = counts[name]?["complied"]; cellCounts[name] = counts[name] }
         var topk: [String: Any] = ["0": counts["ori"] ?? [:]]
         for k in config.eval.topk where k > 0 { topk["\(k)"] = counts["top\(k)"] ?? [:] }
-        return ["asr": asr, "cells": cellCounts, "topk": topk]
+        var out: [String: Any] = ["asr": asr, "cells": cellCounts, "topk": topk]
+        if attributionAttack {
+            var byQ: [String: Any] = [:]
+            for q in config.eval.excludeUtility {
+                var row: [String: Any] = [:]
+                for k in config.eval.attributionTopK where k > 0 { row["\(k)"] = counts[Self.attributionCellName(k: k, excludeUtility: q)] ?? [:] }
+                byQ["\(q)"] = row
+            }
+            out["attribution"] = byQ
+        }
+        var perplexity: [String: Double] = [:]
+        for cell in plan { if let p = try Self.cellPerplexity(cell.output) { perplexity[cell.name] = p } }
+        if !perplexity.isEmpty {
+            out["perplexity"] = perplexity
+            var strongest: [String: Any] = [:]
+            for (family, cells) in attackFamilies(plan) {
+                if let best = Self.strongestFluent(cells: cells, complied: counts.mapValues { $0["complied"] ?? 0 },
+                                                   perplexity: perplexity, unattacked: perplexity["ori"]) {
+                    strongest[family] = ["cell": best.cell, "complied": best.complied, "perplexity": best.perplexity]
+                }
+            }
+            out["strongest_fluent"] = strongest
+        }
+        return out
+    }
+
+    static func attributionCellName(k: Int, excludeUtility q: Int) -> String { "attr\(k)_u\(q)" }
+
+    /// The attack families of a plan and their cells: neuron pruning by activation statistics (ES, SAS, FULL and the
+    /// top-k by d) and by attribution.
+    func attackFamilies(_ plan: [AttackCell]) -> [(String, [String])] {
+        let names = plan.map(\.name)
+        return [("activation", names.filter { ["es", "sas", "full"].contains($0) || $0.hasPrefix("top") }),
+                ("attribution", names.filter { $0.hasPrefix("attr") })].filter { !$0.1.isEmpty }
+    }
+
+    /// The strongest fluent setting of a family: the most complied among its cells whose perplexity stays within
+    /// 10% of the unattacked model's (ties: the earlier cell). nil when no cell qualifies or nothing was measured.
+    static func strongestFluent(cells: [String], complied: [String: Int], perplexity: [String: Double],
+                                unattacked: Double?) -> (cell: String, complied: Int, perplexity: Double)? {
+        guard let base = unattacked, base.isFinite else { return nil }
+        var best: (cell: String, complied: Int, perplexity: Double)?
+        for cell in cells {
+            guard let p = perplexity[cell], p.isFinite, p <= 1.1 * base, let n = complied[cell] else { continue }
+            if best == nil || n > best!.complied { best = (cell, n, p) }
+        }
+        return best
+    }
+
+    /// The perplexity an attack cell measured (`eval --perplexity`), nil when it was not measured.
+    static func cellPerplexity(_ cellDir: String) throws -> Double? {
+        let path = cellDir + "/perplexity.json"
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let p = obj["perplexity"] as? Double else {
+            throw RuntimeError.badFile(path: path, reason: "no number 'perplexity'")
+        }
+        return p
     }
 
     func capability(method: String, model: String) throws -> [String: Any] {

@@ -65,10 +65,39 @@ public enum NeuronIdentifier {
                                     promptsPerSecond: Double(harmful.count + harmless.count) / max(seconds, 1e-9))
     }
 
-    /// Saves every neuron's means, standard deviations, d, Δ and z as [layers × intermediate] f32 tensors.
-    public static func writeStatistics(_ scores: NeuronScores, to path: String) throws {
-        let tensors = scores.exportTensors().sorted { $0.key < $1.key }
+    /// Saves every neuron's means, standard deviations, d, Δ and z as [layers × intermediate] f32 tensors, plus
+    /// `attribution_safety` and `attribution_utility` when attribution scores are given.
+    public static func writeStatistics(_ scores: NeuronScores, attribution: AttributionScores? = nil, to path: String) throws {
+        var all = scores.exportTensors()
+        let shape = [scores.layers, scores.intermediateSize]
+        func tensor(_ v: [Double]) -> Tensor {
+            let t = Tensor(shape: shape, zeroed: false)
+            for i in 0..<v.count { t.pointer[i] = Float(v[i]) }
+            return t
+        }
+        if let a = attribution {
+            all["attribution_safety"] = tensor(a.safety)
+            if let u = a.utility { all["attribution_utility"] = tensor(u) }
+        }
+        let tensors = all.sorted { $0.key < $1.key }
         try SafetensorsWriter.write(path: path, tensors: tensors.map { (name: $0.key, shape: $0.value.shape, values: $0.value.array) },
                                     dtype: .f32, metadata: ["format": "safeneuron.stats/1"])
+    }
+}
+
+extension IdentificationResult {
+    /// Replaces the `topk` set with the K neurons of largest safety attribution, after the set difference with the
+    /// `excludeUtility` largest utility neurons, and records that in the neurons file.
+    public mutating func rankTopK(byAttribution a: AttributionScores, k: Int, excludeUtility q: Int) throws {
+        guard a.layers == scores.layers, a.intermediateSize == scores.intermediateSize else {
+            throw SafetyNeuronsError.shapeMismatch(what: "attribution scores", expected: [scores.layers, scores.intermediateSize],
+                                                   found: [a.layers, a.intermediateSize])
+        }
+        let set = try a.topK(k, excludeUtility: q)
+        selection.topK = set
+        selection.k = k
+        file = file.replacingTopK(set, k: k, score: "attribution", excludeUtility: q)
+        file.safetyPairs = a.safetyPairs
+        file.utilityPairs = a.utilityPairs
     }
 }

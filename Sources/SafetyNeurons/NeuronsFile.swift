@@ -8,13 +8,16 @@ import Transformer
 ///      "sets": {"es": [[layer, neuron], ...], "sas": [...], "union": [...]},
 ///      "counts": {"es": .., "sas": .., "union": ..}}
 ///
-/// plus optional "top_k" with a "topk" set/count, and optional "rounds". Pairs are sorted by layer,
+/// plus optional "top_k" with a "topk" set/count, optional "rounds", and, when the top-k is ranked by gradient
+/// attribution instead of Cohen's d, "score": "attribution" with "exclude_utility" (Q), "safety_pairs" and
+/// "utility_pairs" (absent or "d" = ranked by d). Pairs are sorted by layer,
 /// then neuron. Unknown extra keys are ignored on reading so later versions can annotate the file.
 public struct NeuronsFile: Codable, Equatable, Sendable {
     public static let formatID = "safeneuron.neurons/1"
     /// Largest file `read` accepts; a full union over an 80-layer 28k-wide model is ~100 MB.
     public static let maxFileBytes = 1 << 30
     public static let setNames = ["es", "sas", "union", "topk"]
+    public static let scoreNames = ["d", "attribution"]
 
     public struct Sets: Codable, Equatable, Sendable {
         public var es: [[Int]]
@@ -41,11 +44,18 @@ public struct NeuronsFile: Codable, Equatable, Sendable {
     public var harmless: Int
     public var topK: Int?
     public var rounds: Int?
+    /// What `topk` ranks by: nil or "d" (Cohen's d), or "attribution" (a · ∂margin/∂a on safety pairs).
+    public var score: String?
+    /// Attribution only: the utility neurons dropped before the top-k, and the pairs the scores came from.
+    public var excludeUtility: Int?
+    public var safetyPairs: Int?
+    public var utilityPairs: Int?
     public var sets: Sets
     public var counts: Counts
 
     enum CodingKeys: String, CodingKey {
-        case format, model, pool, layers, harmful, harmless, rounds, sets, counts
+        case format, model, pool, layers, harmful, harmless, rounds, sets, counts, score
+        case excludeUtility = "exclude_utility", safetyPairs = "safety_pairs", utilityPairs = "utility_pairs"
         case tauES = "tau_es", tauSAS = "tau_sas", intermediateSize = "intermediate_size", topK = "top_k"
     }
 
@@ -100,7 +110,15 @@ public struct NeuronsFile: Codable, Equatable, Sendable {
     public func validate(source: String) throws {
         func bad(_ why: String) -> SafetyNeuronsError { .invalidFile(path: source, reason: why) }
         guard format == Self.formatID else { throw bad("format is '\(format)', expected '\(Self.formatID)'") }
-        guard pooling != nil else { throw bad("pool is '\(pool)', expected 'mean' or 'last'") }
+        guard pooling != nil else {
+            throw bad("pool is '\(pool)', expected one of \(ActivationPooling.allCases.map { "'\($0.rawValue)'" }.joined(separator: ", "))")
+        }
+        if let score, !Self.scoreNames.contains(score) {
+            throw bad("score is '\(score)', expected one of \(Self.scoreNames.map { "'\($0)'" }.joined(separator: ", "))")
+        }
+        for (key, v) in [("exclude_utility", excludeUtility), ("safety_pairs", safetyPairs), ("utility_pairs", utilityPairs)] {
+            if let v, v < 0 { throw bad("\(key) = \(v) is negative") }
+        }
         guard tauES.isFinite, tauSAS.isFinite else { throw bad("tau_es/tau_sas must be finite") }
         guard layers > 0, layers <= 1 << 16 else { throw bad("layers = \(layers) is out of range") }
         guard intermediateSize > 0, intermediateSize <= 1 << 24 else {
@@ -228,6 +246,10 @@ public struct NeuronsFile: Codable, Equatable, Sendable {
         line("harmless", "\(harmless)")
         if let topK { line("top_k", "\(topK)") }
         if let rounds { line("rounds", "\(rounds)") }
+        if let score { line("score", Self.quote(score)) }
+        if let excludeUtility { line("exclude_utility", "\(excludeUtility)") }
+        if let safetyPairs { line("safety_pairs", "\(safetyPairs)") }
+        if let utilityPairs { line("utility_pairs", "\(utilityPairs)") }
         var named: [(String, [[Int]])] = [("es", sets.es), ("sas", sets.sas), ("union", sets.union)]
         if let t = sets.topk { named.append(("topk", t)) }
         o += "  \"sets\": {\n"

@@ -4,6 +4,8 @@ public enum ActivationPooling: String, Sendable, CaseIterable, Codable {
     case mean
     /// The last templated position (the one that predicts the first response token).
     case last
+    /// The largest value over every templated prompt position (NeuroStrike's pooling).
+    case max
 }
 
 /// Columns per block when mean-pooling: the Double accumulators live on the stack
@@ -29,6 +31,13 @@ func forEachPooledBlock(_ activations: UnsafeBufferPointer<Float>, rows: Int, co
             case .last:
                 let row = src + (rows - 1) * columns + lo
                 for j in 0..<width { block[j] = Double(row[j]) }
+            case .max:
+                let first = src + lo
+                for j in 0..<width { block[j] = Double(first[j]) }
+                for r in 1..<rows {
+                    let row = src + r * columns + lo
+                    for j in 0..<width where Double(row[j]) > block[j] { block[j] = Double(row[j]) }
+                }
             case .mean:
                 for j in 0..<width { block[j] = 0 }
                 for r in 0..<rows {

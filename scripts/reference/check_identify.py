@@ -10,8 +10,8 @@ Needs torch, transformers, gguf, numpy. Nothing is written into the repository; 
 
 Reference (float64 after the f32 forward pass): the GGUF is loaded by transformers (gguf_file=..., f32); every prompt
 is tokenised with apply_chat_template([user], add_generation_prompt=True) and run alone (no padding); a forward
-pre-hook on every layer's mlp.down_proj records its input silu(gate)·up, pooled per prompt (mean over all positions,
-or the last position). Per neuron: Cohen's d = (mean_h − mean_s) / pooled sd, pooled sd from n−1 variances, NaN (never
+pre-hook on every layer's mlp.down_proj records its input silu(gate)·up, pooled per prompt (mean or max over all
+positions, or the last position). Per neuron: Cohen's d = (mean_h − mean_s) / pooled sd, pooled sd from n−1 variances, NaN (never
 selected) where the pooled sd is 0; Δ = mean_h − mean_s; z = Δ standardised within its layer with the population std.
 ES: d > τ_ES; SAS: z > τ_SAS and Δ > 0; union; top-k: the k largest finite d (ties by layer, neuron).
 The same prompts go through `safeneuron identify --pool mean|last`, and the script prints the Jaccard index of every
@@ -145,17 +145,18 @@ def down_proj_modules(model):
 
 @torch.no_grad()
 def pooled_activations(model, tok, prompts):
-    """[n, layers, intermediate] float64 for mean and for last pooling."""
+    """[n, layers, intermediate] float64 for mean, last and max pooling."""
     mods = down_proj_modules(model)
     L, I = len(mods), mods[0].in_features
     mean = np.zeros((len(prompts), L, I))
     last = np.zeros((len(prompts), L, I))
+    peak = np.zeros((len(prompts), L, I))
     cur = {}
 
     def hook(layer):
         def f(_module, args):
             a = args[0][0].to(torch.float64)  # [T, I]
-            cur[layer] = (a.mean(dim=0).numpy(), a[-1].numpy())
+            cur[layer] = (a.mean(dim=0).numpy(), a[-1].numpy(), a.max(dim=0).values.numpy())
         return f
 
     handles = [m.register_forward_pre_hook(hook(l)) for l, m in enumerate(mods)]
@@ -164,11 +165,11 @@ def pooled_activations(model, tok, prompts):
             cur.clear()
             model(torch.tensor([chat_ids(tok, p)]))
             for l in range(L):
-                mean[i, l], last[i, l] = cur[l]
+                mean[i, l], last[i, l], peak[i, l] = cur[l]
     finally:
         for h in handles:
             h.remove()
-    return mean, last
+    return mean, last, peak
 
 
 def reference_scores(h, s):
@@ -269,7 +270,7 @@ def main():
     ap.add_argument("--tau-es", type=float, nargs="+", default=[2.0, 1.0])
     ap.add_argument("--tau-sas", type=float, default=2.0)
     ap.add_argument("--top-k", type=int, default=100)
-    ap.add_argument("--pools", nargs="+", default=["mean", "last"])
+    ap.add_argument("--pools", nargs="+", default=["mean", "last", "max"])
     ap.add_argument("--min-jaccard", type=float, default=0.98)
     ap.add_argument("--max-logprob-diff", type=float, default=0.02)
     ap.add_argument("--skip-prune", action="store_true")
@@ -309,10 +310,10 @@ def main():
     print(f"chat-template token ids: {6 - len(failures)}/6 prompts identical")
 
     t = time.time()
-    hm, hl = pooled_activations(model, tok, harmful)
-    sm, sl = pooled_activations(model, tok, harmless)
+    hm, hl, hx = pooled_activations(model, tok, harmful)
+    sm, sl, sx = pooled_activations(model, tok, harmless)
     print(f"reference activations: {time.time() - t:.1f} s")
-    acts = {"mean": (hm, sm), "last": (hl, sl)}
+    acts = {"mean": (hm, sm), "last": (hl, sl), "max": (hx, sx)}
 
     prune_source = None
     for pool in args.pools:

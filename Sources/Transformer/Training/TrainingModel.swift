@@ -280,17 +280,40 @@ public final class TrainingModel: @unchecked Sendable {
 
     /// Backpropagates dL/d(logp_seq) (one per sequence of the last forward) into `grads` (accumulating).
     public func backward(dLogProbs: [Float], into grads: LlamaGradients) throws {
+        precondition(grads.config == config, "gradients of a different model")
+        try backwardPass(dLogProbs: dLogProbs, grads: grads, attribution: nil)
+    }
+
+    /// Attribution of every MLP neuron (the input a of `down_proj`) to f = Σ_s dLogProbs[s] · logp_s of the last
+    /// forward: a · ∂f/∂a summed over every position of each sequence (prompt and completion), the first-order
+    /// estimate of how much zeroing the neuron would lower f. Returned flat as [sequence][layer][neuron].
+    /// Runs the backward pass without any weight gradient, so it costs about one forward more than the forward.
+    public func neuronAttribution(dLogProbs: [Float]) throws -> [Double] {
+        guard let st = state else { throw TrainingError.noForwardState }
+        let per = config.numHiddenLayers * config.intermediateSize
+        let out = UnsafeMutablePointer<Double>.allocate(capacity: max(1, st.sequenceCount * per))
+        out.initialize(repeating: 0, count: max(1, st.sequenceCount * per))
+        defer { out.deallocate() }
+        try backwardPass(dLogProbs: dLogProbs, grads: nil, attribution: out)
+        return Array(UnsafeBufferPointer(start: out, count: st.sequenceCount * per))
+    }
+
+    /// The backward pass. Without `grads` no weight gradient is formed (only what flows to lower layers);
+    /// with `attribution` ([sequences × layers × intermediate]) each layer adds Σ_t a·∂f/∂a per sequence.
+    private func backwardPass(dLogProbs: [Float], grads: LlamaGradients?, attribution: UnsafeMutablePointer<Double>?) throws {
         guard let st = state, !st.layerInputs.isEmpty else { throw TrainingError.noForwardState }
         guard dLogProbs.count == st.sequenceCount else {
             throw TrainingError.invalidBatch(reason: "\(dLogProbs.count) gradients for \(st.sequenceCount) sequences")
         }
-        precondition(grads.config == config, "gradients of a different model")
         let c = config, T = st.ids.count, H = c.hiddenSize, I = c.intermediateSize
-        let g = grads.storage
+        let g = grads?.storage
+        // Norm weight gradients are cheap ([H] per row); without `grads` they land in a scratch vector.
+        let normScratch = Tensor(shape: [H])
         let dxnf = Tensor(shape: [T, H])
-        lmHeadBackward(st, dLogProbs: dLogProbs, dxnf: dxnf, dW: (g.lmHead ?? g.embedTokens).pointer)
+        lmHeadBackward(st, dLogProbs: dLogProbs, dxnf: dxnf, dW: g.map { ($0.lmHead ?? $0.embedTokens).pointer })
         let dres = Tensor(shape: [T, H])
-        TrainOps.rmsnormBackward(dx: dres.pointer, dw: g.norm.pointer, dout: dxnf.pointer, x: st.layerInputs[c.numHiddenLayers].pointer,
+        TrainOps.rmsnormBackward(dx: dres.pointer, dw: (g?.norm ?? normScratch).pointer, dout: dxnf.pointer,
+                                 x: st.layerInputs[c.numHiddenLayers].pointer,
                                  w: weights.norm.pointer, rstd: st.rstdf.pointer, rows: T, dim: H)
 
         let maxLen = st.lengths.max() ?? 0
@@ -313,22 +336,26 @@ public final class TrainingModel: @unchecked Sendable {
                 a = st.layerActs[l]
                 layerRebuild(l, x: x, acts: a, work: work, st: st)
             }
-            let lw = weights.layers[l], lg = g.layers[l]
+            let lw = weights.layers[l], lg = g?.layers[l]
             let ablated = st.ablation?.perLayer[l] ?? []
             // MLP: out = x2 + h·Wdᵀ. h is dead after the down projection's weight gradient, so dgate reuses it.
             let dgate = work.h
-            TrainOps.linearBackward(dx: dh.pointer, accumulateDx: false, dw: lg.downProj.pointer, db: nil, dy: dres.pointer,
+            TrainOps.linearBackward(dx: dh.pointer, accumulateDx: false, dw: lg?.downProj.pointer, db: nil, dy: dres.pointer,
                                     x: work.h.pointer, w: lw.downProj.pointer, rows: T, inDim: I, outDim: H)
+            if let attribution {
+                Self.accumulateAttribution(attribution, layer: l, h: work.h.pointer, dh: dh.pointer, st: st,
+                                           layers: c.numHiddenLayers, width: I)
+            }
             TrainOps.swigluBackward(dgate: dgate.pointer, dup: dh.pointer, dh: dh.pointer, gate: a.gate.pointer, up: a.up.pointer,
                                     rows: T, dim: I, ablated: ablated)
-            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: false, dw: lg.gateProj.pointer, db: nil, dy: dgate.pointer,
+            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: false, dw: lg?.gateProj.pointer, db: nil, dy: dgate.pointer,
                                     x: work.xn2.pointer, w: lw.gateProj.pointer, rows: T, inDim: H, outDim: I)
-            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg.upProj.pointer, db: nil, dy: dh.pointer,
+            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg?.upProj.pointer, db: nil, dy: dh.pointer,
                                     x: work.xn2.pointer, w: lw.upProj.pointer, rows: T, inDim: H, outDim: I)
-            TrainOps.rmsnormBackward(dx: dres.pointer, dw: lg.postAttentionNorm.pointer, dout: dxn.pointer, x: a.x2.pointer,
+            TrainOps.rmsnormBackward(dx: dres.pointer, dw: (lg?.postAttentionNorm ?? normScratch).pointer, dout: dxn.pointer, x: a.x2.pointer,
                                      w: lw.postAttentionNorm.pointer, rstd: a.rstd2.pointer, rows: T, dim: H)
             // Attention: x2 = x + att·Woᵀ
-            TrainOps.linearBackward(dx: datt.pointer, accumulateDx: false, dw: lg.oProj.pointer, db: nil, dy: dres.pointer,
+            TrainOps.linearBackward(dx: datt.pointer, accumulateDx: false, dw: lg?.oProj.pointer, db: nil, dy: dres.pointer,
                                     x: a.att.pointer, w: lw.oProj.pointer, rows: T, inDim: c.qDim, outDim: H)
             dk.zero(); dv.zero()
             TrainAttention.backward(dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: datt.pointer, q: a.q.pointer,
@@ -342,22 +369,38 @@ public final class TrainingModel: @unchecked Sendable {
                                           cos: cs.baseAddress!, sin: sn.baseAddress!)
                 }
             }
-            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: false, dw: lg.qProj.pointer, db: lg.qBias?.pointer,
+            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: false, dw: lg?.qProj.pointer, db: lg?.qBias?.pointer,
                                     dy: dq.pointer, x: work.xn1.pointer, w: lw.qProj.pointer, rows: T, inDim: H, outDim: c.qDim)
-            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg.kProj.pointer, db: lg.kBias?.pointer,
+            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg?.kProj.pointer, db: lg?.kBias?.pointer,
                                     dy: dk.pointer, x: work.xn1.pointer, w: lw.kProj.pointer, rows: T, inDim: H, outDim: c.kvDim)
-            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg.vProj.pointer, db: lg.vBias?.pointer,
+            TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg?.vProj.pointer, db: lg?.vBias?.pointer,
                                     dy: dv.pointer, x: work.xn1.pointer, w: lw.vProj.pointer, rows: T, inDim: H, outDim: c.kvDim)
-            TrainOps.rmsnormBackward(dx: dres.pointer, dw: lg.inputNorm.pointer, dout: dxn.pointer, x: x.pointer,
+            TrainOps.rmsnormBackward(dx: dres.pointer, dw: (lg?.inputNorm ?? normScratch).pointer, dout: dxn.pointer, x: x.pointer,
                                      w: lw.inputNorm.pointer, rstd: a.rstd1.pointer, rows: T, dim: H)
         }
-        TrainOps.embeddingBackward(g.embedTokens.pointer, ids: st.ids, dout: dres.pointer, hidden: H)
+        if let g { TrainOps.embeddingBackward(g.embedTokens.pointer, ids: st.ids, dout: dres.pointer, hidden: H) }
+    }
+
+    /// attribution[s][layer][j] += Σ_{t ∈ sequence s} h[t, j] · dh[t, j]. Workers split the neurons, so no two
+    /// threads write one cell; rows stream through in order, and the products are summed in Double.
+    private static func accumulateAttribution(_ out: UnsafeMutablePointer<Double>, layer: Int, h: UnsafePointer<Float>,
+                                              dh: UnsafePointer<Float>, st: ForwardState, layers: Int, width I: Int) {
+        Parallel.forRanges(I, minChunk: 64) { jr in
+            for s in 0..<st.sequenceCount {
+                let dst = out + (s * layers + layer) * I
+                let lo = st.offsets[s], hi = lo + st.lengths[s]
+                for t in lo..<hi {
+                    let hr = h + t * I, gr = dh + t * I
+                    for j in jr { dst[j] += Double(hr[j] * gr[j]) }
+                }
+            }
+        }
     }
 
     /// LM head: dlogits = g_s · (onehot − softmax) per completion row → dxnf rows (+=), dW (+=).
     /// With kept probabilities all rows go through one pair of matmuls (and the kept buffer becomes dlogits,
     /// so a second backward of the same forward recomputes); otherwise the logits are recomputed chunk by chunk.
-    private func lmHeadBackward(_ st: ForwardState, dLogProbs: [Float], dxnf: Tensor, dW: UnsafeMutablePointer<Float>) {
+    private func lmHeadBackward(_ st: ForwardState, dLogProbs: [Float], dxnf: Tensor, dW: UnsafeMutablePointer<Float>?) {
         let H = config.hiddenSize, V = config.vocabSize, R = st.rows.count
         let probs = st.probs
         st.probs = nil

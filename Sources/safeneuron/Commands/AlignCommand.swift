@@ -283,8 +283,13 @@ struct AlignCommand: ParsableCommand {
     }
 
     static func readPairs(_ path: String, model m: LanguageModel) throws -> [PreferenceExample] {
+        try readLabelledPairs(path, model: m).map(\.example)
+    }
+
+    /// The pairs with their optional `kind` field ("safety" or "general", as `pairs` writes them).
+    static func readLabelledPairs(_ path: String, model m: LanguageModel) throws -> [(example: PreferenceExample, kind: String?)] {
         guard let data = FileManager.default.contents(atPath: path) else { throw RuntimeError.missingFile(path: path) }
-        var out: [PreferenceExample] = []
+        var out: [(example: PreferenceExample, kind: String?)] = []
         for (i, raw) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             let at = "\(path):\(i + 1)"
             if raw.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
@@ -303,7 +308,8 @@ struct AlignCommand: ParsableCommand {
                 guard r.start == c.start, Array(r.ids.prefix(r.start)) == p else {
                     throw RuntimeError.badFile(path: at, reason: "chosen and rejected tokenise to different prompts")
                 }
-                out.append(PreferenceExample(promptIds: p, chosenIds: c.ids, rejectedIds: r.ids))
+                if let k = obj["kind"], !(k is String) { throw RuntimeError.badFile(path: at, reason: "field 'kind' is not a string") }
+                out.append((PreferenceExample(promptIds: p, chosenIds: c.ids, rejectedIds: r.ids), obj["kind"] as? String))
             } catch let e as RuntimeError {
                 if case .badFile = e { throw e }
                 throw RuntimeError.badFile(path: at, reason: e.description)

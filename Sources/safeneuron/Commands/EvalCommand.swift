@@ -70,6 +70,8 @@ struct EvalCommand: ParsableCommand {
     var noGsm = false
     @Option(help: "Only the first N prompts.") var limit: Int?
     @Option(help: "A system message before each prompt.") var system: String?
+    @Flag(help: "Safety suite: also measure the (pruned) model's perplexity on data/perplexity.txt into DIR/perplexity.json, the fluency side of an attack cell.")
+    var perplexity = false
 
     static let suites = ["safety", "overrefusal", "capability", "all"]
 
@@ -128,6 +130,8 @@ struct EvalCommand: ParsableCommand {
                 extra["model"] = .string(m.displayName)
                 let cfg = SafetyEvaluator.Config(method: method ?? JudgeSpec.shortName(m.path), dataset: datasetName, generation: gen,
                                                  pruneSet: pruneInfo, modelSHA256: sha, extraSettings: extra)
+                // Before the summary: a cell whose summary.json exists counts as finished, perplexity included.
+                if perplexity { try CellPerplexity.measure(m, ablation: ablation, into: dir) }
                 let s = try SafetyEvaluator(model: m, ablation: ablation, config: cfg).run(prompts: prompts, judge: judge, output: dir)
                 Progress.note("ASR \(s.asr.count)/\(s.asr.total) (\(String(format: "%.1f", s.asr.percent))%), refused \(s.refused), degenerate \(s.degenerate), judge \(s.judge) → \(dir.path)")
             }
@@ -187,3 +191,4 @@ struct EvalCommand: ParsableCommand {
         BuiltinDataset(rawValue: dataset.lowercased()) != nil ? dataset.lowercased() : URL(fileURLWithPath: dataset).lastPathComponent
     }
 }
+
