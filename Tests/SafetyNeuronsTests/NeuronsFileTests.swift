@@ -90,7 +90,7 @@ final class NeuronsFileTests: XCTestCase {
         }
         let cases: [(String, String, String)] = [
             ("format", replacing("safeneuron.neurons/1", "safeneuron.neurons/2"), "format"),
-            ("pool", replacing("\"pool\": \"mean\"", "\"pool\": \"max\""), "pool"),
+            ("pool", replacing("\"pool\": \"mean\"", "\"pool\": \"median\""), "pool"),
             ("layers", replacing("\"layers\": 5", "\"layers\": 0"), "layers"),
             ("size", replacing("\"intermediate_size\": 48", "\"intermediate_size\": -1"), "intermediate_size"),
             ("neuron range", replacing("[3, 47]", "[3, 48]"), "outside"),
