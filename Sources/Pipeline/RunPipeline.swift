@@ -247,8 +247,14 @@ public final class RunPipeline {
         let out = folder + (ranking == .d ? "/frozen_top\(k).json" : "/frozen_attr\(k).json")
         if FileManager.default.fileExists(atPath: out) { return out }
         var file = try NeuronsFile.read(from: URL(fileURLWithPath: try topKFile(from: folder, k: k, ranking: ranking)))
+        // A frozen-set file holds only what training freezes: the top-k as its union. A valid neurons file needs
+        // union = ES ∪ SAS, so the set also stands as SAS and ES is empty (the file says so with its score).
         file.sets.union = file.sets.topk ?? []
+        file.sets.sas = file.sets.union
+        file.sets.es = []
         file.counts.union = file.sets.union.count
+        file.counts.sas = file.counts.union
+        file.counts.es = 0
         try file.write(to: URL(fileURLWithPath: out))
         return out
     }
