@@ -277,13 +277,19 @@ public final class RunPipeline {
         try runner.command("\(label): \(seen.count) cells", outputs: seen.sorted().map { $0 + "/summary.json" }, args)
     }
 
-    /// results.json's asr / cells / topk fields of one method from its cells' summaries.
+    /// Every cell's counts, n, Wilson interval and folder (`RunStatistics.cellFields`), by cell name.
+    func cellFields(_ plan: [AttackCell]) throws -> [String: [String: Any]] {
+        var out: [String: [String: Any]] = [:]
+        for cell in plan { out[cell.name] = try RunStatistics.cellFields(evalDir: cell.output) }
+        return out
+    }
+
+    /// results.json's asr / cells / topk fields of one method from its cells' summaries (`cells` holds every cell).
     func attackCounts(_ plan: [AttackCell]) throws -> [String: Any] {
-        var counts: [String: [String: Int]] = [:]
-        for cell in plan { counts[cell.name] = try RunReport.verdictCounts(cell.output + "/summary.json") }
+        let counts = try cellFields(plan)
         var asr: [String: Int] = [:]
-        var cellCounts: [String: Any] = [:]
-        for name in ["ori", "es", "sas", "full"] { asr[name] = counts[name]?["complied"]; cellCounts[name] = counts[name] }
+        let cellCounts: [String: Any] = counts
+        for name in ["ori", "es", "sas", "full"] { asr[name] = counts[name]?["complied"] as? Int }
         var topk: [String: Any] = ["0": counts["ori"] ?? [:]]
         for k in config.eval.topk where k > 0 { topk["\(k)"] = counts["top\(k)"] ?? [:] }
         return ["asr": asr, "cells": cellCounts, "topk": topk]
