@@ -57,6 +57,7 @@ public enum RunReport {
             "format": "safeneuron.results/1", "model": config.model, "dataset": config.eval.dataset, "prompts": prompts,
             "judge": "refusal+fluency", "fluency_threshold": config.eval.fluencyThreshold,
             "methods": methods, "settings": config.resolved, "stages": stageTimes, "wall_seconds": wallSeconds,
+            "seeds": config.seeds.map { Int($0) },
             "comparisons_vs_dpo": comparisons,
             "comparison_method": ["difference": "method − dpo, complied prompts", "interval": "95% paired-bootstrap percentile",
                                   "bootstrap_resamples": RunStatistics.resamples, "bootstrap_seed": Int(RunStatistics.bootstrapSeed),
@@ -98,6 +99,7 @@ public enum RunReport {
             for m in order where verdictOutcomes[m] != nil { md += verdictOutcomes[m]!.text + "\n" }
         }
         md += comparisonSection(comparisons, order: order, ks: ks)
+        if config.seeds.count > 1 { md += seedSection(methods: methods, order: order, ks: ks, seeds: config.seeds) }
 
         // Charts.
         let curve = SVGChart.lines(title: "Complied (ASR count) vs pruned top-k neurons", x: ([0] + ks).map(Double.init),
