@@ -38,6 +38,7 @@ let package = Package(
         .testTarget(name: "SafetyNeuronsTests", dependencies: ["SafetyNeurons"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment", "TrainingFixtureSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"], exclude: ["Fixtures"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Evaluation"]),
         .testTarget(name: "ReliabilityTests", dependencies: ["Runtime", "ModelFiles", "Tokenization", "Transformer", "Evaluation", "SafetyNeurons"]),
     ],
     // Numeric kernels hand raw buffers to concurrentPerform; Swift 5 mode keeps that legal

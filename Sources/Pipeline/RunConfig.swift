@@ -10,6 +10,11 @@ public struct RunConfig {
     public var methods: [String]
     public var rounds: Int
     public var seed: UInt64
+    /// Training seeds (`seeds:` / `run --seeds`). The first is the base seed, and `seed` equals it: prompts,
+    /// identification and pairs use it, and its models keep the single-seed layout. Each further seed trains
+    /// every method again into `methods/<method>/seed<s>/` and is attacked in `attack/<method>/seed<s>/`.
+    /// Without `seeds:` it is `[seed]`.
+    public var seeds: [UInt64]
     public var identify: Identify
     public var pairs: Pairs
     public var train: Train
@@ -118,6 +123,18 @@ public struct RunConfig {
         }
         rounds = try r.int("rounds", min: 1)
         seed = UInt64(try r.int("seed", min: 0))
+        if let v = d["seeds"], !(v is NSNull) {
+            let list = try r.ints("seeds")
+            guard !list.isEmpty else { throw r.fail("seeds", "needs at least one seed") }
+            guard list.allSatisfy({ $0 >= 0 }) else { throw r.fail("seeds", "seeds must be ≥ 0") }
+            guard Set(list).count == list.count else { throw r.fail("seeds", "a seed is listed twice") }
+            seeds = list.map { UInt64($0) }
+            seed = seeds[0]
+            resolved["seed"] = list[0]
+            resolved["seeds"] = list
+        } else {
+            seeds = [seed]
+        }
         let i = try r.sub("identify")
         identify = Identify(harmful: try i.optionalString("harmful"), harmless: try i.string("harmless"),
                             tauES: try i.double("tau_es"), tauSAS: try i.double("tau_sas"), pool: try i.string("pool"),

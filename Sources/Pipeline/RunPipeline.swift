@@ -55,6 +55,13 @@ public final class RunPipeline {
             finals[method] = model
             rounds[method] = info
         }
+        // 3b. Further training seeds: the same pairs and frozen sets, only the training seed differs.
+        var seedFinals: [UInt64: [String: String]] = [:]
+        for s in c.seeds.dropFirst() {
+            for method in c.methods where method != "original" {
+                seedFinals[s, default: [:]][method] = try train(method: method, identifyInputs: identifyInputs, seed: s).0
+            }
+        }
 
         // 4. The attack matrix: every final model's own neurons, then all cells of all methods in one
         // process (the judge's fluency model computes each prompt's keys/values once for the whole run).
@@ -73,7 +80,19 @@ public final class RunPipeline {
             }
             plans[method] = try attackPlan(model: model, attackDir: attackDir)
         }
-        try evaluate(c.methods.compactMap { plans[$0] }.flatMap { $0 }, label: "eval attack (\(plans.count) methods)")
+        // Every further seed's models are attacked with their own neurons, in the same eval process.
+        var seedPlans: [UInt64: [String: [AttackCell]]] = [:]
+        for s in c.seeds.dropFirst() {
+            for method in c.methods {
+                guard let model = seedFinals[s]?[method] else { continue }
+                let attackDir = path("attack/\(method)/seed\(s)")
+                try identify(model: model, into: attackDir, prompts: identifyInputs, topK: maxK, ablate: nil)
+                seedPlans[s, default: [:]][method] = try attackPlan(model: model, attackDir: attackDir)
+            }
+        }
+        let seedCells = c.seeds.dropFirst().flatMap { s in c.methods.compactMap { seedPlans[s]?[$0] }.flatMap { $0 } }
+        try evaluate(c.methods.compactMap { plans[$0] }.flatMap { $0 } + seedCells,
+                     label: "eval attack (\(plans.count) methods\(c.seeds.count > 1 ? " × \(c.seeds.count) seeds" : ""))")
 
         // 5. Capability, and each method's results.
         var results: [String: Any] = [:]
@@ -87,6 +106,13 @@ public final class RunPipeline {
             entry["model_path"] = model
             let nf = try NeuronsFile.read(from: URL(fileURLWithPath: attackDir + "/neurons.json"))
             entry["neurons"] = ["es": nf.counts.es, "sas": nf.counts.sas, "union": nf.counts.union]
+            if c.seeds.count > 1 {
+                // Each seed's cells (`original` is not trained: the base seed only) and mean ± sd per cell.
+                var perSeed: [String: Any] = ["\(c.seed)": try cellFields(plan)]
+                for s in c.seeds.dropFirst() { if let p = seedPlans[s]?[method] { perSeed["\(s)"] = try cellFields(p) } }
+                entry["per_seed"] = perSeed
+                entry["across_seeds"] = RunStatistics.acrossSeeds(perSeed, seeds: c.seeds)
+            }
             results[method] = entry
         }
 
@@ -177,17 +203,19 @@ public final class RunPipeline {
     }
 
     /// Trains `method` (all rounds) and returns its final model path and per-round neuron counts.
-    func train(method: String, identifyInputs: (harmful: String, harmless: String)) throws -> (String, [[String: Any]]) {
+    /// `seed` (default the base seed) is the training seed; a further seed trains under `methods/<method>/seed<s>/`.
+    func train(method: String, identifyInputs: (harmful: String, harmless: String), seed: UInt64? = nil) throws -> (String, [[String: Any]]) {
         let c = config
         if method == "original" { return (c.model, []) }
-        let base = path("methods/\(method)")
+        let seed = seed ?? c.seed
+        let base = path("methods/\(method)") + (seed == c.seed ? "" : "/seed\(seed)")
         func align(model: String, output: String, extra: [String]) throws {
             try runner.command("align \(method) → \(output.replacingOccurrences(of: dir + "/", with: ""))", outputs: [output + "/model.safetensors"],
                 ["align", "--model", model, "--pairs", path("pairs.jsonl"), "--output", output,
                  "--beta", "\(c.train.beta)", "--loss", c.train.loss, "--rpo-alpha", "\(c.train.rpoAlpha)",
                  "--lr", "\(c.train.learningRate)", "--weight-decay", "\(c.train.weightDecay)", "--schedule", c.train.schedule,
                  "--warmup-steps", "\(c.train.warmupSteps)", "--epochs", "\(c.train.epochs)", "--batch-size", "\(c.train.batchSize)",
-                 "--max-length", "\(c.train.maxLength)", "--max-grad-norm", "\(c.train.maxGradNorm)", "--seed", "\(c.seed)",
+                 "--max-length", "\(c.train.maxLength)", "--max-grad-norm", "\(c.train.maxGradNorm)", "--seed", "\(seed)",
                  "--save-every", "\(c.train.saveEvery)", "--resume", "--reference-cache", path("reference-cache")] + extra)
         }
         switch method {
@@ -327,13 +355,19 @@ public final class RunPipeline {
         try runner.command("\(label): \(seen.count) cells", outputs: seen.sorted().map { $0 + "/summary.json" }, args)
     }
 
-    /// results.json's asr / cells / topk fields of one method from its cells' summaries.
+    /// Every cell's counts, n, Wilson interval and folder (`RunStatistics.cellFields`), by cell name.
+    func cellFields(_ plan: [AttackCell]) throws -> [String: [String: Any]] {
+        var out: [String: [String: Any]] = [:]
+        for cell in plan { out[cell.name] = try RunStatistics.cellFields(evalDir: cell.output) }
+        return out
+    }
+
+    /// results.json's asr / cells / topk fields of one method from its cells' summaries (`cells` holds every cell).
     func attackCounts(_ plan: [AttackCell]) throws -> [String: Any] {
-        var counts: [String: [String: Int]] = [:]
-        for cell in plan { counts[cell.name] = try RunReport.verdictCounts(cell.output + "/summary.json") }
+        let counts = try cellFields(plan)
         var asr: [String: Int] = [:]
-        var cellCounts: [String: Any] = [:]
-        for name in ["ori", "es", "sas", "full"] { asr[name] = counts[name]?["complied"]; cellCounts[name] = counts[name] }
+        let cellCounts: [String: Any] = counts
+        for name in ["ori", "es", "sas", "full"] { asr[name] = counts[name]?["complied"] as? Int }
         var topk: [String: Any] = ["0": counts["ori"] ?? [:]]
         for k in config.eval.topk where k > 0 { topk["\(k)"] = counts["top\(k)"] ?? [:] }
         var out: [String: Any] = ["asr": asr, "cells": cellCounts, "topk": topk]

@@ -23,6 +23,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Comma-separated methods.") var methods: String?
     @Option(help: "SafeNeuron rounds.") var rounds: Int?
     @Option(help: "Evaluate only the first N prompts (quick checks; the default is all).") var limit: Int?
+    @Option(help: ArgumentHelp("Comma-separated training seeds, e.g. 0,1,2: every method is trained and attacked once per seed and the report gives mean ± sd per cell. The first seed is the base seed (pairs, identification, the single-seed layout); the others go under methods/<method>/seed<s>/ and attack/<method>/seed<s>/.", valueName: "seeds"))
+    var seeds: String?
     @Flag(help: "The paper's settings: 3 epochs, lr 5e-6, β 0.1, 3 rounds.") var full = false
 
     func run() throws {
@@ -33,6 +35,14 @@ struct RunCommand: ParsableCommand {
             if let methods { overrides["methods"] = methods.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
             if let rounds { overrides["rounds"] = rounds }
             if let limit { overrides["eval.limit"] = limit }
+            if let seeds {
+                let list = seeds.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                guard !list.isEmpty, list.allSatisfy({ Int($0).map { $0 >= 0 } ?? false }) else {
+                    throw ValidationError("--seeds: expected comma-separated non-negative integers, got '\(seeds)'")
+                }
+                guard Set(list.compactMap { Int($0) }).count == list.count else { throw ValidationError("--seeds: a seed is listed twice") }
+                overrides["seeds"] = list.compactMap { Int($0) }
+            }
             var cfg = try RunConfig.load(userFile: config, full: full, overrides: overrides)
             if !cfg.output.hasPrefix("/") { cfg.output = FileManager.default.currentDirectoryPath + "/" + cfg.output }
             if !FileManager.default.fileExists(atPath: cfg.model) { throw RuntimeError.missingFile(path: cfg.model) }
