@@ -383,10 +383,11 @@ public final class RunPipeline {
         var perplexity: [String: Double] = [:]
         for cell in plan { if let p = try Self.cellPerplexity(cell.output) { perplexity[cell.name] = p } }
         if !perplexity.isEmpty {
-            out["perplexity"] = perplexity
+            // Not "perplexity": that key is the capability suite's (Table 1, the verdict's capability condition).
+            out["perplexity_cells"] = perplexity
             var strongest: [String: Any] = [:]
             for (family, cells) in attackFamilies(plan) {
-                if let best = Self.strongestFluent(cells: cells, complied: counts.mapValues { $0["complied"] ?? 0 },
+                if let best = Self.strongestFluent(cells: cells, complied: counts.mapValues { ($0["complied"] as? Int) ?? 0 },
                                                    perplexity: perplexity, unattacked: perplexity["ori"]) {
                     strongest[family] = ["cell": best.cell, "complied": best.complied, "perplexity": best.perplexity]
                 }
