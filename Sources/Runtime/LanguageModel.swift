@@ -152,7 +152,7 @@ public final class LanguageModel: @unchecked Sendable {
             }
         }
         try AtomicFile.writeFolder(dir) { tmp in
-            try HFConfig.serialize(config, dtype: dtype == .f32 ? "float32" : "bfloat16")
+            try HFConfig.serialize(w.config, dtype: dtype == .f32 ? "float32" : "bfloat16")
                 .write(to: URL(fileURLWithPath: tmp + "/config.json"))
             var gen: [String: Any] = ["do_sample": false]
             if let b = config.bosTokenId ?? tokenizer.bosTokenId { gen["bos_token_id"] = b }

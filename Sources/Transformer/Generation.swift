@@ -295,6 +295,10 @@ extension LlamaModel {
     public func completionLogProbs(sequences: [[Int]], completionStarts: [Int],
                                    prefixes: PrefixCache) throws -> [(logprob: Double, tokens: Int)] {
         try validate(sequences, completionStarts: completionStarts, source: "completionLogProbs")
+        guard ablatedDirection == nil else {
+            throw InferenceError.invalidInput(source: "completionLogProbs",
+                reason: "the prompt cache holds intact states; clear the ablated direction first")
+        }
         if sequences.isEmpty { return [] }
         let heads = sequences.indices.map { Array(sequences[$0][..<(completionStarts[$0] - 1)]) }
         var missing: [[Int]] = []

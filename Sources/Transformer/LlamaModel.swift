@@ -14,6 +14,11 @@ public enum LogitsSelection: Sendable, Equatable {
 /// (after any ablation). The buffer is scratch: copy what you keep.
 public typealias ActivationTap = (_ layer: Int, _ seqIndex: Int, _ activations: UnsafeBufferPointer<Float>, _ rows: Int) -> Void
 
+/// Called once per (point, sequence) with that sequence's residual stream [rows × hidden]: point l < layers is the
+/// input of decoder layer l (Hugging Face's `hidden_states[l]`), point `layers` the residual after the last layer,
+/// before the final norm. Seen after any direction ablation. The buffer is scratch: copy what you keep.
+public typealias ResidualTap = (_ point: Int, _ seqIndex: Int, _ residual: UnsafeBufferPointer<Float>, _ rows: Int) -> Void
+
 public enum InferenceError: Error, CustomStringConvertible, Equatable {
     case invalidInput(source: String, reason: String)
 
@@ -42,6 +47,8 @@ public final class LlamaModel: @unchecked Sendable {
     var compact: CompactWeights?
     /// Checksum of weights found not to be exactly representable (auto mode then decodes them in f32).
     var inexactChecksum: UInt64?
+    /// Unit vector projected out of the residual stream in every pass while set (`setAblatedDirection`).
+    public internal(set) var ablatedDirection: [Float]?
 
     /// The block-int8 copies for a decode session, rebuilt when the f32 weights changed since they were made;
     /// nil when decoding in f32.
@@ -119,7 +126,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// Logits for a ragged batch. Returns one tensor per sequence: [len × vocab] for `.all`,
     /// [1 × vocab] for `.last`, [positions.count × vocab] for `.positions`.
     public func forward(sequences: [[Int]], logitsFor selection: LogitsSelection = .all,
-                        ablation: NeuronSet? = nil, activationTap: ActivationTap? = nil) throws -> [Tensor] {
+                        ablation: NeuronSet? = nil, activationTap: ActivationTap? = nil,
+                        residualTap: ResidualTap? = nil) throws -> [Tensor] {
         try validate(sequences, source: "forward")
         try validate(ablation)
         var rowLists: [[Int]]
@@ -140,7 +148,7 @@ public final class LlamaModel: @unchecked Sendable {
             rowLists = ps
         }
         let plan = Plan(sequences: sequences)
-        runBody(plan, cache: nil, ablation: ablation, tap: activationTap)
+        runBody(plan, cache: nil, ablation: ablation, tap: activationTap, residualTap: residualTap)
         let vocab = config.vocabSize
         var out: [Tensor] = []
         out.reserveCapacity(sequences.count)
@@ -282,8 +290,10 @@ public final class LlamaModel: @unchecked Sendable {
     /// Runs embedding + all decoder layers; leaves the residual stream in `ws.x` (not final-normed).
     /// With a cache, this batch's keys/values are written at their positions in each row's slot and
     /// attention reads the slot; `cacheSlots[seq]` gives the slot of each batch sequence.
+    /// With `ablatedDirection` set, the direction is projected out of the residual stream wherever it is read:
+    /// before every layer, between attention and MLP, and after the last layer.
     func runBody(_ plan: Plan, cache: KVCache?, cacheSlots: [Int] = [], ablation: NeuronSet?, tap: ActivationTap?,
-                 compact: CompactWeights? = nil) {
+                 compact: CompactWeights? = nil, residualTap: ResidualTap? = nil) {
         let c = config
         let rows = plan.rows
         let small = compact != nil && rows <= Int8Matrix.maxBatch
@@ -305,12 +315,22 @@ public final class LlamaModel: @unchecked Sendable {
             Kernels.gatherRows(weights.embedTokens.pointer, rowLength: H, indices: tok, into: ws.x)
         }
         let ablate = ablation.map { $0.perLayer } ?? []
+        let direction = ablatedDirection
+        func residual(_ point: Int) {
+            if let direction { projectOut(direction, rows: rows) }
+            if let residualTap {
+                for s in plan.seqStart.indices where plan.seqRows[s] > 0 {
+                    residualTap(point, s, UnsafeBufferPointer(start: ws.x + plan.seqStart[s] * H, count: plan.seqRows[s] * H), plan.seqRows[s])
+                }
+            }
+        }
         plan.positions.withUnsafeBufferPointer { pos in
         plan.keyStart.withUnsafeBufferPointer { kstart in
             // Key counts: causal, so row at position p sees p + 1 keys.
             for r in 0..<rows { ws.keyCount[r] = pos[r] + 1 }
             for (l, layer) in weights.layers.enumerated() {
                 let cl = small ? compact?.layers[l] : nil
+                residual(l)
                 Kernels.rmsNorm(ws.x, rows: rows, dim: H, weight: layer.inputNorm.pointer, eps: eps, into: ws.xn)
                 if let cl {
                     cl.qkv.apply(ws.xn, count: rows, into: ws.q, ws.k, ws.v)
@@ -341,6 +361,7 @@ public final class LlamaModel: @unchecked Sendable {
                                  keyStart: kstart.baseAddress!, keyCount: ws.keyCount, maxKeys: plan.maxKeys,
                                  out: ws.att, outStride: qDim, scratch: ws.scores)
                 linear(ws.att, qDim, layer.oProj, cl?.o, H, ws.x, accumulate: true)
+                if let direction { projectOut(direction, rows: rows) }
                 Kernels.rmsNorm(ws.x, rows: rows, dim: H, weight: layer.postAttentionNorm.pointer, eps: eps, into: ws.xn)
                 if let cl {
                     cl.gateUp.apply(ws.xn, count: rows, into: ws.gate, ws.up, nil)
@@ -362,6 +383,7 @@ public final class LlamaModel: @unchecked Sendable {
                 }
                 linear(ws.gate, I, layer.downProj, cl?.down, H, ws.x, accumulate: true)
             }
+            residual(weights.layers.count)
         }
         }
     }

@@ -72,6 +72,13 @@ public final class LlamaWeights: @unchecked Sendable {
         lmHead = config.tieWordEmbeddings ? nil : Tensor(shape: [config.vocabSize, config.hiddenSize])
     }
 
+    /// Wraps existing tensors without copying them (shapes are checked when a `LlamaModel` is built).
+    public init(config: LlamaConfig, embedTokens: Tensor, layers: [LayerWeights], norm: Tensor, lmHead: Tensor?) {
+        self.config = config
+        self.embedTokens = embedTokens; self.layers = layers; self.norm = norm
+        self.lmHead = config.tieWordEmbeddings ? nil : lmHead
+    }
+
     public var outputWeight: Tensor { lmHead ?? embedTokens }
 
     /// (HF name, tensor) for every parameter, in a stable order. Tied models list no lm_head.

@@ -33,6 +33,7 @@ struct SafeNeuron: ParsableCommand {
             LogprobCommand.self,
             ConvertCommand.self,
             IdentifyCommand.self,
+            DirectionCommand.self,
             PruneCommand.self,
             PairsCommand.self,
             RunCommand.self,

@@ -54,9 +54,10 @@ struct EvalCommand: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var pruning: PruneOptions
+    @OptionGroup var direction: DirectionAblationOptions
     @OptionGroup var judging: JudgeOptions
     @Option(help: "Output folder.") var output: String?
-    @Option(help: ArgumentHelp("One attack cell of the safety suite: DIR[,NEURONS[,SET[,MODEL]]] evaluates MODEL (default --model) with SET (default union) of a neurons file pruned into DIR. Repeat for whole attack matrices: each model, the judge and the fluency model's prompt states are loaded once; finished cells (DIR/summary.json) are skipped. Replaces --output and --prune.", valueName: "cell"))
+    @Option(help: ArgumentHelp("One attack cell of the safety suite: DIR[,NEURONS[,SET[,MODEL]]] evaluates MODEL (default --model) with SET (default union) of a neurons file pruned into DIR (NEURONS may instead be a direction .safetensors from `direction`, whose direction is then ablated). Repeat for whole attack matrices: each model, the judge and the fluency model's prompt states are loaded once; finished cells (DIR/summary.json) are skipped. Replaces --output and --prune.", valueName: "cell"))
     var cell: [String] = []
     @Option(help: "safety, overrefusal, capability or all.") var suite: String = "safety"
     @Option(help: "strongreject, strongreject-small, harmbench, donotanswer or a prompt file (.txt/.jsonl/.csv).")
@@ -84,6 +85,8 @@ struct EvalCommand: ParsableCommand {
         do { _ = try judging.spec() } catch { throw ValidationError(String(describing: error)) }
         if !["union", "es", "sas", "topk"].contains(pruning.pruneSet) { throw ValidationError("--prune-set must be union, es, sas or topk") }
         if cell.isEmpty == (output == nil) { throw ValidationError("give either --output or one or more --cell") }
+        if pruning.prune != nil && direction.ablateDirection != nil { throw ValidationError("give --prune or --ablate-direction, not both") }
+        if !cell.isEmpty && direction.ablateDirection != nil { throw ValidationError("--cell names its own direction file; drop --ablate-direction") }
         if !cell.isEmpty {
             if suite != "safety" { throw ValidationError("--cell needs --suite safety") }
             if pruning.prune != nil { throw ValidationError("--cell names its own neurons; drop --prune") }
@@ -103,6 +106,14 @@ struct EvalCommand: ParsableCommand {
         return (parts[0], field(1), set, field(3))
     }
 
+    /// A --cell NEURONS field naming a direction file rather than a neurons.json.
+    static func isDirectionFile(_ path: String?) -> Bool { path?.lowercased().hasSuffix(".safetensors") ?? false }
+
+    /// The attack condition of an ablated refusal direction.
+    static func directionInfo(_ path: String) throws -> PruneSetInfo {
+        PruneSetInfo(name: "DIR(r−)", neuronCount: 0, path: path, sha256: try SHA256.hexOfFile(URL(fileURLWithPath: path)))
+    }
+
     func pruneInfo(_ path: String?, set: String, ablation: NeuronSet?) throws -> PruneSetInfo? {
         guard let path, let a = ablation else { return nil }
         return PruneSetInfo(name: PruneSetInfo.conditionName(forSet: set), neuronCount: a.count,
@@ -113,10 +124,14 @@ struct EvalCommand: ParsableCommand {
         try runReporting {
             let m = try model.load()
             let ablation = try pruning.neuronSet(for: m)
+            try direction.apply(to: m)
+            // A judge model must not share the ablated engine (its fluency scores are the intact model's).
+            let judgeBase: LanguageModel? = direction.ablateDirection != nil || cell.contains { EvalCommand.isDirectionFile(try? EvalCommand.parseCell($0).prune) } ? nil : m
             let started = Date()
             let sha = try SHA256.hexOfModel(path: m.path)
             Progress.note("model sha256 \(sha) (\(String(format: "%.1f", Date().timeIntervalSince(started)))s)")
-            let pruneInfo = try self.pruneInfo(pruning.prune, set: pruning.pruneSet, ablation: ablation)
+            let pruneInfo = try direction.ablateDirection.map(EvalCommand.directionInfo)
+                ?? self.pruneInfo(pruning.prune, set: pruning.pruneSet, ablation: ablation)
             let label = method ?? JudgeSpec.shortName(m.path)
             let out = URL(fileURLWithPath: output ?? ".", isDirectory: true)
             let gen = GenerationSettings(maxNewTokens: maxTokens, batchSize: batchSize, system: system, stopAtRefusal: stopAtRefusal)
@@ -136,7 +151,7 @@ struct EvalCommand: ParsableCommand {
                 Progress.note("ASR \(s.asr.count)/\(s.asr.total) (\(String(format: "%.1f", s.asr.percent))%), refused \(s.refused), degenerate \(s.degenerate), judge \(s.judge) → \(dir.path)")
             }
             if !cell.isEmpty {
-                let judge = try judging.make(reusing: m, batchSize: batchSize)
+                let judge = try judging.make(reusing: judgeBase, batchSize: batchSize)
                 func key(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.path }
                 var current = (model: m, sha: sha)
                 for (i, text) in cell.enumerated() {
@@ -152,6 +167,13 @@ struct EvalCommand: ParsableCommand {
                         let next = key(wanted) == key(m.path) ? m : try ModelOptions(model: wanted).load()
                         current = (next, try SHA256.hexOfModel(path: next.path))
                     }
+                    if EvalCommand.isDirectionFile(c.prune), let path = c.prune {
+                        try current.model.ablateDirection(from: path)
+                        defer { try? current.model.engine.setAblatedDirection(nil) }
+                        try safety(current.model, sha: current.sha, ablation: nil, pruneInfo: try EvalCommand.directionInfo(path),
+                                   judge: judge, into: dir)
+                        continue
+                    }
                     let a = try c.prune.map { try loadNeuronSet($0, set: c.set, config: current.model.config) }
                     try safety(current.model, sha: current.sha, ablation: a, pruneInfo: try self.pruneInfo(c.prune, set: c.set, ablation: a),
                                judge: judge, into: dir)
@@ -159,7 +181,7 @@ struct EvalCommand: ParsableCommand {
                 return
             }
             if all || suite == "safety" {
-                let judge = try judging.make(reusing: m, batchSize: batchSize)
+                let judge = try judging.make(reusing: judgeBase, batchSize: batchSize)
                 try safety(m, sha: sha, ablation: ablation, pruneInfo: pruneInfo, judge: judge, into: all ? out.appendingPathComponent("safety") : out)
             }
             if all || suite == "overrefusal" {

@@ -16,6 +16,7 @@ struct GenerateCommand: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var pruning: PruneOptions
+    @OptionGroup var direction: DirectionAblationOptions
     @Option(help: "One prompt.") var prompt: String?
     @Option(help: "A system message.") var system: String?
     @Option(help: "JSONL file of {\"prompt\": ...} lines.") var input: String?
@@ -40,6 +41,7 @@ struct GenerateCommand: ParsableCommand {
         try runReporting {
             let m = try model.load()
             let ablation = try pruning.neuronSet(for: m)
+            try direction.apply(to: m)
             let sampling: Sampling = temperature == 0 ? .greedy : .sample(temperature: Float(temperature), topP: Float(topP), seed: seed)
             func encode(_ p: String) throws -> [Int] {
                 raw ? m.tokenizer.encode(p, addSpecialTokens: true) : try m.encodeChat(user: p, system: system)

@@ -15,6 +15,7 @@ struct LogprobCommand: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var pruning: PruneOptions
+    @OptionGroup var direction: DirectionAblationOptions
     @Option(help: "JSONL of {\"prompt\", \"completion\"}.") var input: String
     @Option(help: "Where to write scores.jsonl.") var output: String
     @Option(help: "Sequences scored together.") var batchSize = 8
@@ -23,6 +24,7 @@ struct LogprobCommand: ParsableCommand {
         try runReporting {
             let m = try model.load()
             let ablation = try pruning.neuronSet(for: m)
+            try direction.apply(to: m)
             let rows = try JSONLines.readObjects(input)
             var pairs: [(ids: [Int], start: Int)] = []
             for (i, row) in rows.enumerated() {
