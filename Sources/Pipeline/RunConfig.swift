@@ -48,6 +48,8 @@ public struct RunConfig {
         public var attributionTopK: [Int] = [], excludeUtility: [Int] = [0]
         /// Every attack cell also measures the pruned model's perplexity (the "strongest fluent setting" rule).
         public var perplexity: Bool = true
+        /// The refusal-direction cell: "auto" (layer chosen on the original model), a layer index, or nil (off).
+        public var direction: String? = "auto"
     }
 
     public static let knownMethods = ["original", "dpo", "sn-tune", "safeneuron", "safeneuron-freeze", "safeneuron-dropout"]
@@ -171,6 +173,13 @@ public struct RunConfig {
             throw RuntimeError.badFile(path: source, reason: "\(key): values must be ≥ 0")
         }
         if eval.excludeUtility.isEmpty { eval.excludeUtility = [0] }
+        switch e.d["direction"] {
+        case nil, is NSNull: eval.direction = nil
+        case let i as Int where i >= 0: eval.direction = "\(i)"
+        case let b as Bool where b == false: eval.direction = nil
+        case let t as String where t == "auto" || t == "off" || Int(t).map({ $0 >= 0 }) == true: eval.direction = t == "off" ? nil : t
+        default: throw RuntimeError.badFile(path: source, reason: "eval.direction: expected auto, off or a layer index")
+        }
     }
 }
 

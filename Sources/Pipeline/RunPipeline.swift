@@ -78,7 +78,7 @@ public final class RunPipeline {
                 try identify(model: model, into: attackDir, prompts: identifyInputs, topK: maxK, ablate: nil,
                              attribution: attributionAttack)
             }
-            plans[method] = try attackPlan(model: model, attackDir: attackDir)
+            plans[method] = try attackPlan(model: model, attackDir: attackDir, prompts: identifyInputs)
         }
         // Every further seed's models are attacked with their own neurons, in the same eval process.
         var seedPlans: [UInt64: [String: [AttackCell]]] = [:]
@@ -86,8 +86,9 @@ public final class RunPipeline {
             for method in c.methods {
                 guard let model = seedFinals[s]?[method] else { continue }
                 let attackDir = path("attack/\(method)/seed\(s)")
-                try identify(model: model, into: attackDir, prompts: identifyInputs, topK: maxK, ablate: nil)
-                seedPlans[s, default: [:]][method] = try attackPlan(model: model, attackDir: attackDir)
+                try identify(model: model, into: attackDir, prompts: identifyInputs, topK: maxK, ablate: nil,
+                             attribution: attributionAttack)
+                seedPlans[s, default: [:]][method] = try attackPlan(model: model, attackDir: attackDir, prompts: identifyInputs)
             }
         }
         let seedCells = c.seeds.dropFirst().flatMap { s in c.methods.compactMap { seedPlans[s]?[$0] }.flatMap { $0 } }
@@ -311,7 +312,7 @@ public final class RunPipeline {
 
     /// StrongREJECT under ORI, ES(SN−), SAS(SN−), FULL(SN−) and the top-k sweep for one model. Cells that
     /// zero the same neurons (e.g. FULL = SAS when ES is empty, ES = ORI when ES is empty) share one output.
-    func attackPlan(model: String, attackDir: String) throws -> [AttackCell] {
+    func attackPlan(model: String, attackDir: String, prompts: (harmful: String, harmless: String)) throws -> [AttackCell] {
         let nf = try NeuronsFile.read(from: URL(fileURLWithPath: attackDir + "/neurons.json"))
         var named: [(String, [String], [[Int]])] = [("ori", [], [])]
         for (name, set, pairs) in [("es", "es", nf.sets.es), ("sas", "sas", nf.sets.sas), ("full", "union", nf.sets.union)] {
@@ -329,11 +330,40 @@ public final class RunPipeline {
             }
         }
         var outputs: [[[Int]]: String] = [:]
-        return named.map { name, prune, neurons in
+        var cells = named.map { name, prune, neurons in
             let out = outputs[neurons] ?? attackDir + "/eval/\(name)"
             outputs[neurons] = out
             return AttackCell(name: name, model: model, output: out, prune: prune, neurons: neurons)
         }
+        // The refusal direction prunes no neuron, so it never shares a neuron cell's output.
+        if let file = try directionFile(model: model, attackDir: attackDir, prompts: prompts) {
+            cells.append(AttackCell(name: "direction", model: model, output: attackDir + "/eval/direction", prune: [file], neurons: []))
+        }
+        return cells
+    }
+
+    /// The refusal-direction attacker of one model (`eval.direction`): `direction --layer auto` picks the layer once
+    /// per run, on the original model (a held-out generation search of a few minutes); every other model recomputes
+    /// its own difference-in-means direction at that layer's last generation-prompt token, so each model is
+    /// attacked with its own direction. nil when the direction attack is off.
+    func directionFile(model: String, attackDir: String, prompts: (harmful: String, harmless: String)) throws -> String? {
+        guard let mode = config.eval.direction else { return nil }
+        func run(_ label: String, model: String, output: String, layer: String) throws {
+            try runner.command(label, outputs: [output],
+                               ["direction", "--model", model, "--harmful", prompts.harmful, "--harmless", prompts.harmless,
+                                "--output", output, "--layer", layer, "--seed", "\(config.seed)",
+                                "--fluency-threshold", "\(config.eval.fluencyThreshold)"])
+        }
+        let out = attackDir + "/direction.safetensors"
+        var layer = mode
+        if mode == "auto" {
+            let chosen = path("attack/original/direction.safetensors")
+            try run("direction original (layer auto)", model: config.model, output: chosen, layer: "auto")
+            if URL(fileURLWithPath: out).standardizedFileURL == URL(fileURLWithPath: chosen).standardizedFileURL { return out }
+            layer = "\(try RefusalDirectionFile.read(path: chosen).layer)"
+        }
+        try run("direction \(attackDir.replacingOccurrences(of: dir + "/", with: ""))", model: model, output: out, layer: layer)
+        return out
     }
 
     /// Runs every distinct cell (judged with the refusal judge plus the original model's fluency check) in one
@@ -404,7 +434,8 @@ public final class RunPipeline {
     func attackFamilies(_ plan: [AttackCell]) -> [(String, [String])] {
         let names = plan.map(\.name)
         return [("activation", names.filter { ["es", "sas", "full"].contains($0) || $0.hasPrefix("top") }),
-                ("attribution", names.filter { $0.hasPrefix("attr") })].filter { !$0.1.isEmpty }
+                ("attribution", names.filter { $0.hasPrefix("attr") }),
+                ("direction", names.filter { $0 == "direction" })].filter { !$0.1.isEmpty }
     }
 
     /// The strongest fluent setting of a family: the most complied among its cells whose perplexity stays within

@@ -103,7 +103,7 @@ public enum RunReport {
         if order.contains(where: { entry($0)["strongest_fluent"] != nil }) {
             md += "\n## Strongest fluent setting per attack family\n\n"
             md += "The most complied among a family's cells whose perplexity stays within 10% of the unattacked model's "
-            md += "(ORI perplexity in brackets).\n\n| Method | ORI | activation statistics | attribution |\n|---|---|---|---|\n"
+            md += "(ORI perplexity in brackets).\n\n| Method | ORI | activation statistics | attribution | refusal direction |\n|---|---|---|---|---|\n"
             for m in order {
                 let e = entry(m)
                 let ppl = (e["perplexity_cells"] as? [String: Double]) ?? [:]
@@ -112,7 +112,7 @@ public enum RunReport {
                     guard let b = sf[family] as? [String: Any], let c = b["cell"] as? String else { return "none fluent" }
                     return "\(b["complied"] as? Int ?? 0) (`\(c)`, ppl \(fmt(b["perplexity"])))"
                 }
-                md += "| \(m) | \(show(cell(m, "ori"))) [\(fmt(ppl["ori"]))] | \(best("activation")) | \(best("attribution")) |\n"
+                md += "| \(m) | \(show(cell(m, "ori"))) [\(fmt(ppl["ori"]))] | \(best("activation")) | \(best("attribution")) | \(best("direction")) |\n"
             }
         }
 
