@@ -125,9 +125,10 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// Logits for a ragged batch. Returns one tensor per sequence: [len × vocab] for `.all`,
     /// [1 × vocab] for `.last`, [positions.count × vocab] for `.positions`.
+    /// An unlabeled trailing closure is the `activationTap` (kept last for that reason).
     public func forward(sequences: [[Int]], logitsFor selection: LogitsSelection = .all,
-                        ablation: NeuronSet? = nil, activationTap: ActivationTap? = nil,
-                        residualTap: ResidualTap? = nil) throws -> [Tensor] {
+                        ablation: NeuronSet? = nil, residualTap: ResidualTap? = nil,
+                        activationTap: ActivationTap? = nil) throws -> [Tensor] {
         try validate(sequences, source: "forward")
         try validate(ablation)
         var rowLists: [[Int]]
