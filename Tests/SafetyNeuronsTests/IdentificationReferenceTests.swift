@@ -58,6 +58,10 @@ final class IdentificationReferenceTests: XCTestCase {
                 XCTAssertGreaterThanOrEqual(j, 0.98, "\(pool) \(name): Jaccard \(j) (ours \(mine.count), reference \(theirs.count))")
                 XCTAssertFalse(theirs.isEmpty, "\(pool) \(name): the reference set is empty, the comparison proves nothing")
             }
+            // Max pooling's d is ill-conditioned wherever a neuron's maximum lies on the chat template's prefix, which
+            // is the same for every prompt: its spread is f32 rounding (zero in PyTorch's one-prompt-at-a-time run,
+            // ~1e-7 relative here), so d is 0/0 on one side and noise on the other. Its sets are checked above.
+            if pool == .max { continue }
             let raw = try Data(contentsOf: Self.dir.appendingPathComponent("d_\(pool.rawValue).f32"))
             XCTAssertEqual(raw.count, c.numHiddenLayers * c.intermediateSize * 4)
             let refD: [Float] = raw.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }

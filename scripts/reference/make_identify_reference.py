@@ -6,7 +6,7 @@
 Loads vendor-data/models/SmolLM2-135M-Instruct.Q4_1.gguf with transformers (f32), runs the 16 harmful-style and 16
 harmless prompts below (written for this fixture, not in any default prompt set) through the chat template with the
 generation prompt, records every layer's down_proj input with forward pre-hooks and computes, in float64, Cohen's d,
-Δ and the within-layer z (see check_identify.py for the exact definitions) for mean and last pooling. Writes
+Δ and the within-layer z (see check_identify.py for the exact definitions) for mean, last and max pooling. Writes
 Tests/SafetyNeuronsTests/Fixtures/identify/:
   - reference.json: prompts, settings (τ_ES = 1, τ_SAS = 2, top-k 100), per pooling the selected sets es/sas/union/topk
     and the token ids of the first prompts (to separate tokenisation from numerics when the test fails);
@@ -70,18 +70,19 @@ def main():
     tok = AutoTokenizer.from_pretrained(model_path.parent, gguf_file=model_path.name)
     model = AutoModelForCausalLM.from_pretrained(model_path.parent, gguf_file=model_path.name, dtype=torch.float32)
     model.eval()
-    hm, hl = pooled_activations(model, tok, HARMFUL)
-    sm, sl = pooled_activations(model, tok, HARMLESS)
+    hm, hl, hx = pooled_activations(model, tok, HARMFUL)
+    sm, sl, sx = pooled_activations(model, tok, HARMLESS)
     OUT.mkdir(parents=True, exist_ok=True)
     ref = {"model": model_path.name, "tau_es": TAU_ES, "tau_sas": TAU_SAS, "top_k": TOP_K,
            "harmful": HARMFUL, "harmless": HARMLESS,
            "token_ids": {"harmful0": chat_ids(tok, HARMFUL[0]), "harmless0": chat_ids(tok, HARMLESS[0])}, "pools": {}}
-    for pool, (h, s) in {"mean": (hm, sm), "last": (hl, sl)}.items():
+    for pool, (h, s) in {"mean": (hm, sm), "last": (hl, sl), "max": (hx, sx)}.items():
         sc = reference_scores(h, s)
         sel = select(sc, TAU_ES, TAU_SAS, TOP_K)
         ref["pools"][pool] = {name: sorted([list(map(int, p)) for p in v]) for name, v in sel.items()}
         ref["pools"][pool]["max_abs_d"] = float(np.nanmax(np.abs(sc["d"])))
-        sc["d"].astype("<f4").tofile(OUT / f"d_{pool}.f32")
+        if pool != "max":  # max pooling's d is 0/0 on template-prefix neurons; the test checks its sets only
+            sc["d"].astype("<f4").tofile(OUT / f"d_{pool}.f32")
         print(pool, {k: len(v) for k, v in sel.items()}, "d range", np.nanmin(sc["d"]), np.nanmax(sc["d"]),
               "NaN", int(np.isnan(sc["d"]).sum()))
     (OUT / "reference.json").write_text(json.dumps(ref, separators=(",", ":")) + "\n", encoding="utf-8")
