@@ -86,20 +86,6 @@ public enum TrainerError: Error, CustomStringConvertible {
     }
 }
 
-/// SplitMix64: tiny, seedable, and its whole state is one UInt64 (easy to checkpoint).
-public struct SplitMix64: RandomNumberGenerator, Codable, Sendable, Equatable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    public mutating func nextDouble() -> Double { Double(next() >> 11) * 0x1p-53 }
-}
-
 /// DPO training loop over a `LlamaWeights` (updated in place) with frozen/ablated or SN-Tune-only neurons.
 public final class DPOTrainer {
     public let config: TrainerConfig

@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// Uncertainty for attack-success counts: Wilson score intervals for one cell, paired comparisons of two
 /// methods on the same prompts (bootstrap interval and exact McNemar test), and mean ± standard deviation
@@ -125,7 +126,7 @@ public enum Statistics {
         guard d.allSatisfy(\.isFinite) else { throw EvaluationError.invalidArgument(reason: "bootstrap of non-finite differences") }
         let n = d.count
         let mean = d.reduce(0, +) / Double(n)
-        var rng = SplitMixGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var stats = [Double](repeating: 0, count: resamples)
         d.withUnsafeBufferPointer { dp in
             for r in 0..<resamples {
@@ -168,29 +169,3 @@ public enum Statistics {
     public static func meanSD(_ xs: [Int]) -> MeanSD? { meanSD(xs.map(Double.init)) }
 }
 
-/// SplitMix64 (Steele, Lea & Flood 2014): a seedable generator whose whole state is one UInt64, for
-/// reproducible bootstrap resampling. Its output for a seed is fixed here, independent of the standard library.
-public struct SplitMixGenerator: RandomNumberGenerator, Sendable, Equatable {
-    public private(set) var state: UInt64
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in 0..<bound without modulo bias (Lemire's multiply-and-reject), so resamples do not depend on
-    /// how the standard library implements `random(in:)`.
-    public mutating func next(below bound: UInt64) -> UInt64 {
-        precondition(bound > 0)
-        var m = next().multipliedFullWidth(by: bound)
-        if m.low < bound {
-            let t = (0 &- bound) % bound
-            while m.low < t { m = next().multipliedFullWidth(by: bound) }
-        }
-        return m.high
-    }
-}

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Tensors
 @testable import Evaluation
 
 /// Reference values were computed independently in Python (all of them: python3 scripts/reference/statistics_reference.py):
@@ -80,9 +81,9 @@ final class StatisticsTests: XCTestCase {
     // MARK: Bootstrap
 
     func testSplitMixMatchesReferenceOutputs() {
-        var g = SplitMixGenerator(seed: 0)
+        var g = SplitMix64(seed: 0)
         XCTAssertEqual(g.next(), 0xE220_A839_7B1D_CDAF)
-        var h = SplitMixGenerator(seed: 1_234_567)
+        var h = SplitMix64(seed: 1_234_567)
         XCTAssertEqual([h.next(), h.next(), h.next()], [0x599E_D017_FB08_FC85, 0x2C73_F084_5854_0FA5, 0x883E_BCE5_A3F2_7C77])
         for _ in 0..<1000 { XCTAssertLessThan(h.next(below: 7), 7) }
     }
