@@ -32,6 +32,9 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_identify import harmbench_val, ids_of, run  # noqa: E402  (the shared helpers of the reference checks)
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "vendor-data" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 HARMBENCH_VAL = ROOT / "vendor-data" / "datasets" / "harmbench" / "harmbench_behaviors_text_val.csv"
@@ -90,21 +93,6 @@ PAIRS = [
 ]
 
 
-def harmbench_val(limit):
-    rows = list(csv.DictReader(open(HARMBENCH_VAL, newline="", encoding="utf-8")))
-    return [r["Behavior"] for r in rows if not r["ContextString"].strip()][:limit]
-
-
-def ids_of(x):
-    if isinstance(x, dict) or hasattr(x, "keys"):
-        x = x["input_ids"]
-    if hasattr(x, "tolist"):
-        x = x.tolist()
-    if x and isinstance(x[0], list):
-        x = x[0]
-    return list(x)
-
-
 def chat_ids(tok, prompt, gen=True):
     return ids_of(tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=gen, tokenize=True))
 
@@ -152,15 +140,6 @@ def read_safetensors(path):
         b, e = info["data_offsets"]
         out[name] = np.frombuffer(raw[8 + n + b:8 + n + e], dtype="<f4").reshape(info["shape"]).astype(np.float64)
     return out, header.get("__metadata__", {})
-
-
-def run(cmd):
-    t = time.time()
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.stderr.write(r.stderr)
-        raise SystemExit(f"command failed ({r.returncode}): {' '.join(map(str, cmd))}")
-    return r, time.time() - t
 
 
 def ablation_hooks(model, r, mid=True):
