@@ -223,16 +223,9 @@ struct Reader {
         guard let a = d[key] as? [Any] else { throw fail(key, "expected a list of integers") }
         return try a.map { guard let i = $0 as? Int else { throw fail(key, "expected integers") }; return i }
     }
-    func optionalInts(_ key: String) throws -> [Int]? {
-        guard let v = d[key], !(v is NSNull) else { return nil }
-        _ = v
-        return try ints(key)
-    }
-    func optionalBool(_ key: String) throws -> Bool? {
-        guard let v = d[key], !(v is NSNull) else { return nil }
-        _ = v
-        return try bool(key)
-    }
+    func isAbsent(_ key: String) -> Bool { d[key] == nil || d[key] is NSNull }
+    func optionalInts(_ key: String) throws -> [Int]? { isAbsent(key) ? nil : try ints(key) }
+    func optionalBool(_ key: String) throws -> Bool? { isAbsent(key) ? nil : try bool(key) }
     func double(_ key: String) throws -> Double {
         if let x = d[key] as? Double { return x }
         if let i = d[key] as? Int { return Double(i) }

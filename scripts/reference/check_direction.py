@@ -33,12 +33,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_identify import harmbench_val, ids_of, run  # noqa: E402  (the shared helpers of the reference checks)
-
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = ROOT / "vendor-data" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-HARMBENCH_VAL = ROOT / "vendor-data" / "datasets" / "harmbench" / "harmbench_behaviors_text_val.csv"
-DEFAULT_BINARY = ROOT / ".build" / "release" / "safeneuron"
+# The shared helpers and paths of the reference checks (this script's HARMLESS prompts are its own, unseen elsewhere).
+from check_identify import (DEFAULT_BINARY, DEFAULT_MODEL, harmbench_val, ids_of,  # noqa: E402
+                            read_safetensors_with_metadata as read_safetensors, run)
 
 HARMLESS = [
     "What is a good name for a small bakery on a quiet street?",
@@ -126,20 +123,6 @@ def residual_means(model, tok, prompts, positions):
     finally:
         h.remove()
     return acc / len(prompts)
-
-
-def read_safetensors(path):
-    raw = Path(path).read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "F32", info
-        b, e = info["data_offsets"]
-        out[name] = np.frombuffer(raw[8 + n + b:8 + n + e], dtype="<f4").reshape(info["shape"]).astype(np.float64)
-    return out, header.get("__metadata__", {})
 
 
 def ablation_hooks(model, r, mid=True):

@@ -208,7 +208,8 @@ def jaccard(a, b):
     return len(a & b) / len(a | b)
 
 
-def read_safetensors(path):
+def read_safetensors_with_metadata(path):
+    """F32 tensors as float64 arrays, and the `__metadata__` strings."""
     raw = Path(path).read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8:8 + n])
@@ -219,7 +220,11 @@ def read_safetensors(path):
         assert info["dtype"] == "F32", info
         b, e = info["data_offsets"]
         out[name] = np.frombuffer(raw[8 + n + b:8 + n + e], dtype="<f4").reshape(info["shape"]).astype(np.float64)
-    return out
+    return out, header.get("__metadata__", {})
+
+
+def read_safetensors(path):
+    return read_safetensors_with_metadata(path)[0]
 
 
 def run(cmd):
