@@ -36,7 +36,7 @@ let package = Package(
         .testTarget(name: "TransformerTests", dependencies: ["Transformer", "Tensors", "TrainingFixtureSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], exclude: ["Fixtures"]),
         .testTarget(name: "SafetyNeuronsTests", dependencies: ["SafetyNeurons"], exclude: ["Fixtures"]),
-        .testTarget(name: "AlignmentTests", dependencies: ["Alignment", "TrainingFixtureSupport"]),
+        .testTarget(name: "AlignmentTests", dependencies: ["Alignment", "Runtime", "Tokenization", "TrainingFixtureSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Evaluation"]),
         .testTarget(name: "ReliabilityTests", dependencies: ["Runtime", "ModelFiles", "Tokenization", "Transformer", "Evaluation", "SafetyNeurons"]),

@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// One evaluation prompt. `category` groups results (ASR by category); `id` is a stable key when the source has one.
 public struct PromptRecord: Codable, Equatable, Hashable, Sendable {
@@ -67,9 +68,9 @@ public enum PromptFile {
             guard let dict = obj as? [String: Any] else {
                 throw EvaluationError.malformed(path: source, line: lineNo, reason: "expected a JSON object")
             }
-            guard let prompt = dict["prompt"] as? String else {
-                let why = dict["prompt"] == nil ? "missing field 'prompt'" : "field 'prompt' is not a string"
-                throw EvaluationError.malformed(path: source, line: lineNo, reason: why)
+            let prompt: String
+            do { prompt = try promptOf(dict) } catch let e as JSONFieldError {
+                throw EvaluationError.malformed(path: source, line: lineNo, reason: e.description)
             }
             var category = defaultCategory
             if let c = dict["category"] {
@@ -117,6 +118,23 @@ public enum PromptFile {
             out.append(PromptRecord(prompt: prompt, category: cat, id: id))
         }
         return out
+    }
+
+    /// The prompt of a JSONL record: its `prompt` string, or the last turn of a `messages` chat list when that
+    /// turn is the user's (a conversation waiting for the assistant, as chat datasets store prompts).
+    static func promptOf(_ dict: [String: Any]) throws -> String {
+        if dict["prompt"] == nil, let conversation = dict["messages"] {
+            let turns = try JSONRecordFields.messages(conversation, field: "messages")
+            guard let last = turns.last else { throw JSONFieldError(field: "messages", problem: "empty conversation") }
+            guard last.role == "user" else {
+                throw JSONFieldError(field: "messages[\(turns.count - 1)].role", problem: "the last turn is '\(last.role)'; a prompt ends with the user's turn")
+            }
+            return last.content
+        }
+        do { return try JSONRecordFields.string(dict, "prompt") } catch var e as JSONFieldError where e.problem == "missing" {
+            e.problem = "missing (and no 'messages' conversation ending with the user's turn)"
+            throw e
+        }
     }
 
     static func briefJSONError(_ error: Error) -> String {

@@ -15,6 +15,8 @@ public struct RunConfig {
     /// every method again into `methods/<method>/seed<s>/` and is attacked in `attack/<method>/seed<s>/`.
     /// Without `seeds:` it is `[seed]`.
     public var seeds: [UInt64]
+    /// Keep each training's checkpoint (weights + AdamW moments) after its model folder is verified.
+    public var keepCheckpoints = false
     public var identify: Identify
     public var pairs: Pairs
     public var train: Train
@@ -29,6 +31,8 @@ public struct RunConfig {
     public struct Pairs: Sendable {
         public var harmful: String?, harmless: String
         public var count: Int, safetyFraction: Double, maxTokens: Int, rejectedPruneK: Int, systemPrompt: String
+        /// The user's own preference data (any format `align --pairs` reads) instead of on-policy pairs.
+        public var file: String? = nil
     }
     public struct Train: Sendable {
         public var beta: Double, loss: String, rpoAlpha: Double, learningRate: Double, weightDecay: Double
@@ -74,6 +78,7 @@ public struct RunConfig {
         config.identify.harmless = resolveDataPath(config.identify.harmless)
         config.pairs.harmful = config.pairs.harmful.map(resolveDataPath)
         config.pairs.harmless = resolveDataPath(config.pairs.harmless)
+        config.pairs.file = config.pairs.file.map(resolveDataPath)
         return config
     }
 
@@ -124,6 +129,7 @@ public struct RunConfig {
             throw RuntimeError.badFile(path: source, reason: "methods: unknown method '\(m)' (known: \(Self.knownMethods.joined(separator: ", ")))")
         }
         rounds = try r.int("rounds", min: 1)
+        keepCheckpoints = try r.optionalBool("keep_checkpoints") ?? false
         seed = UInt64(try r.int("seed", min: 0))
         if let v = d["seeds"], !(v is NSNull) {
             let list = try r.ints("seeds")
@@ -145,7 +151,7 @@ public struct RunConfig {
         pairs = Pairs(harmful: try p.optionalString("harmful"), harmless: try p.string("harmless"),
                       count: try p.int("count", min: 2), safetyFraction: try p.double("safety_fraction"),
                       maxTokens: try p.int("max_tokens", min: 1), rejectedPruneK: try p.int("rejected_prune_k", min: 0),
-                      systemPrompt: try p.string("system_prompt"))
+                      systemPrompt: try p.string("system_prompt"), file: try p.optionalString("file"))
         let t = try r.sub("train")
         train = Train(beta: try t.double("beta"), loss: try t.string("loss"), rpoAlpha: try t.double("rpo_alpha"),
                       learningRate: try t.double("learning_rate"), weightDecay: try t.double("weight_decay"),

@@ -33,8 +33,11 @@ public final class RunPipeline {
         // 1. The original model's safety neurons (used for training and as the attack on `original`).
         try identify(model: c.model, into: path("original"), prompts: identifyInputs, topK: maxK, ablate: nil)
 
-        // 2. On-policy preference pairs.
+        // 2. On-policy preference pairs, or the user's own (`pairs.file`), checked and copied into the run.
         try runner.stage("pairs", outputs: [path("pairs.jsonl")]) {
+            if let own = c.pairs.file {
+                return try StageRunner.runSelf(["pairs", "--model", c.model, "--from", own, "--output", path("pairs.jsonl")])
+            }
             var args = ["pairs", "--model", c.model, "--output", path("pairs.jsonl"), "--count", "\(c.pairs.count)",
                         "--safety-fraction", "\(c.pairs.safetyFraction)", "--max-tokens", "\(c.pairs.maxTokens)",
                         "--harmless", c.pairs.harmless, "--seed", "\(c.seed)", "--system-prompt", c.pairs.systemPrompt,
@@ -122,6 +125,19 @@ public final class RunPipeline {
                        runner.stageTimes.reduce(0) { $0 + (($1["seconds"] as? Double) ?? 0) })
         try RunReport.write(config: config, runDir: dir, methods: results, stageTimes: runner.stageTimes, wallSeconds: wall)
         Progress.note("run: results → \(path("results.json")), report → \(path("report.md")), \(path("report.html"))")
+        Progress.note(String(format: "run: %@ holds %.2f GB", dir, Double(Self.folderBytes(dir)) / 1e9))
+    }
+
+    /// Bytes of every regular file under `folder` (what `du --apparent-size` would count; links not followed).
+    public static func folderBytes(_ folder: String) -> Int64 {
+        guard let e = FileManager.default.enumerator(at: URL(fileURLWithPath: folder),
+                                                     includingPropertiesForKeys: [.fileSizeKey, .isRegularFileKey]) else { return 0 }
+        var total: Int64 = 0
+        for case let url as URL in e {
+            guard let v = try? url.resourceValues(forKeys: [.fileSizeKey, .isRegularFileKey]), v.isRegularFile == true else { continue }
+            total += Int64(v.fileSize ?? 0)
+        }
+        return total
     }
 
     // MARK: Stages
@@ -217,7 +233,8 @@ public final class RunPipeline {
                  "--lr", "\(c.train.learningRate)", "--weight-decay", "\(c.train.weightDecay)", "--schedule", c.train.schedule,
                  "--warmup-steps", "\(c.train.warmupSteps)", "--epochs", "\(c.train.epochs)", "--batch-size", "\(c.train.batchSize)",
                  "--max-length", "\(c.train.maxLength)", "--max-grad-norm", "\(c.train.maxGradNorm)", "--seed", "\(seed)",
-                 "--save-every", "\(c.train.saveEvery)", "--resume", "--reference-cache", path("reference-cache")] + extra)
+                 "--save-every", "\(c.train.saveEvery)", "--resume", "--reference-cache", path("reference-cache")]
+                 + (c.keepCheckpoints ? ["--keep-checkpoint"] : []) + extra)
         }
         switch method {
         case "dpo":

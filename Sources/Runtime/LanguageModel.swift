@@ -105,11 +105,17 @@ public final class LanguageModel: @unchecked Sendable {
         var messages: [ChatMessage] = []
         if let system { messages.append(ChatMessage(role: "system", content: system)) }
         messages.append(ChatMessage(role: "user", content: prompt))
-        let promptIds = try encodeChat(messages, addGenerationPrompt: true)
-        messages.append(ChatMessage(role: "assistant", content: completion))
-        let full = try encodeChat(messages, addGenerationPrompt: false)
+        return try encodeCompletion(prompt: messages, completion: [ChatMessage(role: "assistant", content: completion)])
+    }
+
+    /// The same for any conversation: prompt ids = template(prompt) with the generation prompt, full ids =
+    /// template(prompt + completion) (TRL's conversational preference format, a system turn or earlier turns allowed).
+    public func encodeCompletion(prompt: [ChatMessage], completion: [ChatMessage]) throws -> (ids: [Int], start: Int) {
+        let promptIds = try encodeChat(prompt, addGenerationPrompt: true)
+        let full = try encodeChat(prompt + completion, addGenerationPrompt: false)
         guard full.count > promptIds.count else {
-            throw RuntimeError.invalidArgument("the templated completion adds no tokens after the prompt (prompt \"\(prompt.prefix(40))\")")
+            let last = prompt.last?.content.prefix(40) ?? ""
+            throw RuntimeError.invalidArgument("the templated completion adds no tokens after the prompt (prompt \"\(last)\")")
         }
         return (full, promptIds.count)
     }

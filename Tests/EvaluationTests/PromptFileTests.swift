@@ -52,10 +52,21 @@ final class PromptFileTests: XCTestCase {
         }
         let missing = try TestPaths.write("{\"text\":\"a\"}\n", "m.jsonl", in: dir)
         XCTAssertThrowsError(try PromptFile.load(url: missing)) { e in
-            XCTAssertEqual(e as? EvaluationError, .malformed(path: missing.path, line: 1, reason: "missing field 'prompt'"))
+            XCTAssertEqual(e as? EvaluationError, .malformed(path: missing.path, line: 1,
+                                                             reason: "field 'prompt': missing (and no 'messages' conversation ending with the user's turn)"))
         }
         let notString = try TestPaths.write("{\"prompt\":3}\n", "n.jsonl", in: dir)
-        XCTAssertThrowsError(try PromptFile.load(url: notString))
+        XCTAssertThrowsError(try PromptFile.load(url: notString)) { e in
+            XCTAssertEqual(e as? EvaluationError, .malformed(path: notString.path, line: 1, reason: "field 'prompt': expected a string, found a number"))
+        }
+        // Chat datasets store a prompt as a conversation waiting for the assistant.
+        let chat = try TestPaths.write(#"{"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"how "},{"type":"text","text":"so"}]}]}"# + "\n", "c.jsonl", in: dir)
+        XCTAssertEqual(try PromptFile.load(url: chat), [PromptRecord(prompt: "how so")])
+        let answered = try TestPaths.write(#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]}"# + "\n", "a.jsonl", in: dir)
+        XCTAssertThrowsError(try PromptFile.load(url: answered)) { e in
+            guard case let .malformed(_, line, reason)? = e as? EvaluationError else { return XCTFail("\(e)") }
+            XCTAssertEqual(line, 1); XCTAssertTrue(reason.hasPrefix("field 'messages[1].role'"), reason)
+        }
     }
 
     func testCSVColumnAliasesFilterAndMissingColumn() throws {

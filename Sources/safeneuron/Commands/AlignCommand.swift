@@ -19,13 +19,19 @@ struct AlignCommand: ParsableCommand {
         commandName: "align",
         abstract: "DPO-train a model on preference pairs, optionally freezing/ablating or only training safety neurons.",
         discussion: """
-        PAIRS is a JSON Lines file of {"prompt", "chosen", "rejected"} objects, tokenised with the model's chat \
-        template (TRL's conversational convention). With --neurons the neurons' MLP slices (gate_proj row j, \
+        PAIRS is JSON Lines, one pair per line, in any of: {"prompt", "chosen", "rejected"} strings (optional \
+        "system"); TRL's conversational format (prompt, chosen, rejected as {role, content} message lists, a \
+        system turn allowed, or no prompt and a shared leading conversation); PKU-SafeRLHF rows {"prompt", \
+        "response_0", "response_1", "safer_response_id"} (better_response_id as the fallback), chosen = safer. \
+        Pairs are tokenised with the model's chat template (TRL's conversational convention); rows with identical \
+        answers are skipped, and a summary goes to stderr. With --neurons the neurons' MLP slices (gate_proj row j, \
         up_proj row j, down_proj column j of layer l) stay bit-identical and are ablated in the policy forward \
         per --ablate; with --train-only-neurons only those slices train (SN-Tune). Without --neurons: plain DPO.
         The output is a Hugging Face f32 model folder with metrics.jsonl and training_args.json, written \
         atomically once training is complete. Checkpoints (and the cached reference log-probs) live in \
-        OUTPUT.checkpoint/; --resume continues a killed run to the same final weights.
+        OUTPUT.checkpoint/; --resume continues a killed run to the same final weights. Once the model folder is \
+        written and read back bit-identical, the checkpoint (weights + AdamW moments, 12 bytes per parameter) is \
+        deleted unless --keep-checkpoint is given; --resume on a finished OUTPUT with the same settings does nothing.
         """)
 
     @OptionGroup var model: ModelOptions
@@ -55,6 +61,7 @@ struct AlignCommand: ParsableCommand {
     @Option(help: "Seed of the data order and ablation dropout.") var seed: UInt64 = 0
     @Option(help: "Write a checkpoint every N steps (0 = only at the end).") var saveEvery = 100
     @Flag(help: "Continue from OUTPUT.checkpoint/ (same settings required).") var resume = false
+    @Flag(help: "Keep OUTPUT.checkpoint/ after the model folder is written and verified.") var keepCheckpoint = false
     @Option(help: "A folder of reference log-probs shared between runs: one file per (model, pairs, max length, batch size, reference state), so runs on the same data skip the reference pass.")
     var referenceCache: String?
 
@@ -141,7 +148,6 @@ struct AlignCommand: ParsableCommand {
             let m = try model.load()
             let set = try neurons.map { try loadNeuronSet($0, set: neuronSet, config: m.config) }
             let examples = try Self.readPairs(pairs, model: m)
-            Progress.note("read \(examples.count) preference pairs from \(pairs)")
             // Keeping every layer's activations saves the recompute forward (a quarter of the GEMM work)
             // when the largest micro-batch's activations fit a modest budget; the results are identical.
             let c = m.config
@@ -157,6 +163,10 @@ struct AlignCommand: ParsableCommand {
             let settingsObj = settings(modelPath: model.path)
             let settingsData = try JSONSerialization.data(withJSONObject: settingsObj, options: [.sortedKeys, .withoutEscapingSlashes])
             let argsPath = ckpt.appendingPathComponent("settings.json").path
+            if resume, !fm.fileExists(atPath: ckpt.path), try Self.finishedEarlier(output, settings: settingsObj) {
+                Progress.note("\(output): finished earlier with the same settings (its checkpoint was removed); nothing to do")
+                return
+            }
             if fm.fileExists(atPath: ckpt.path) {
                 guard resume else {
                     throw RuntimeError.invalidArgument("\(ckpt.path) exists (an unfinished or finished run): pass --resume to continue it, or remove it")
@@ -261,7 +271,13 @@ struct AlignCommand: ParsableCommand {
             let metrics = fm.contents(atPath: metricsPath) ?? Data()
             try m.exportHF(to: output, dtype: .f32, weights: m.weights,
                            extraFiles: ["metrics.jsonl": metrics, "training_args.json": argsData])
-            Progress.note("wrote \(output) (checkpoint and reference cache kept in \(ckpt.path))")
+            if keepCheckpoint {
+                Progress.note("wrote \(output) (checkpoint and reference cache kept in \(ckpt.path))")
+            } else {
+                try Self.verifyExport(output, equals: m.weights)
+                try fm.removeItem(at: ckpt)
+                Progress.note("wrote \(output), read back bit-identical; removed \(ckpt.path)")
+            }
         }
     }
 
@@ -282,41 +298,47 @@ struct AlignCommand: ParsableCommand {
         return (0..<states).map { folder + "/" + String(names[$0].prefix(32)) + ($0 == 0 ? "-intact" : "-ablated") + ".json" }
     }
 
+    /// The exported folder loads back to exactly the trained weights (every parameter, bit for bit): only then
+    /// may the checkpoint that could recreate them go.
+    static func verifyExport(_ folder: String, equals weights: LlamaWeights) throws {
+        let back = try LanguageModel.load(folder).weights
+        let mine = Dictionary(uniqueKeysWithValues: weights.namedParameters.map { ($0.0, $0.1) })
+        let theirs = back.namedParameters
+        guard theirs.count == mine.count else {
+            throw RuntimeError.badFile(path: folder, reason: "read back \(theirs.count) tensors, trained \(mine.count); checkpoint kept")
+        }
+        for (name, t) in theirs {
+            guard let w = mine[name], w.count == t.count,
+                  memcmp(w.pointer, t.pointer, t.count * MemoryLayout<Float>.stride) == 0 else {
+                throw RuntimeError.badFile(path: folder, reason: "tensor \(name) differs from the trained weights when read back; checkpoint kept")
+            }
+        }
+    }
+
+    /// A complete output folder whose training_args.json records these settings.
+    static func finishedEarlier(_ output: String, settings: [String: Any]) throws -> Bool {
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: output + "/model.safetensors"),
+              let d = fm.contents(atPath: output + "/training_args.json"),
+              let args = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return false }
+        // Compared as JSON text, the form both were written in (Swift values and decoded NSNumbers never compare equal).
+        func json(_ v: Any) -> Data? { try? JSONSerialization.data(withJSONObject: ["v": v], options: [.sortedKeys]) }
+        for (k, v) in settings {
+            guard let old = args[k], let a = json(old), a == json(v) else {
+                throw RuntimeError.invalidArgument("--resume: \(output) is finished, with other settings ('\(k)' differs; see its training_args.json)")
+            }
+        }
+        return true
+    }
+
     static func readPairs(_ path: String, model m: LanguageModel) throws -> [PreferenceExample] {
         try readLabelledPairs(path, model: m).map(\.example)
     }
 
-    /// The pairs with their optional `kind` field ("safety" or "general", as `pairs` writes them).
+    /// The pairs with their optional `kind` field ("safety" or "general", as `pairs` writes them), from any format
+    /// `PreferenceFile` reads (ours, TRL standard/conversational, PKU-SafeRLHF).
     static func readLabelledPairs(_ path: String, model m: LanguageModel) throws -> [(example: PreferenceExample, kind: String?)] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw RuntimeError.missingFile(path: path) }
-        var out: [(example: PreferenceExample, kind: String?)] = []
-        for (i, raw) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
-            let at = "\(path):\(i + 1)"
-            if raw.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
-            guard let obj = (try? JSONSerialization.jsonObject(with: Data(raw))) as? [String: Any] else {
-                throw RuntimeError.badFile(path: at, reason: "not a JSON object")
-            }
-            func field(_ k: String) throws -> String {
-                guard let s = obj[k] as? String else { throw RuntimeError.badFile(path: at, reason: "missing string field '\(k)'") }
-                return s
-            }
-            let prompt = try field("prompt"), chosen = try field("chosen"), rejected = try field("rejected")
-            do {
-                let c = try m.encodeCompletionPair(prompt: prompt, completion: chosen)
-                let r = try m.encodeCompletionPair(prompt: prompt, completion: rejected)
-                let p = Array(c.ids.prefix(c.start))
-                guard r.start == c.start, Array(r.ids.prefix(r.start)) == p else {
-                    throw RuntimeError.badFile(path: at, reason: "chosen and rejected tokenise to different prompts")
-                }
-                if let k = obj["kind"], !(k is String) { throw RuntimeError.badFile(path: at, reason: "field 'kind' is not a string") }
-                out.append((PreferenceExample(promptIds: p, chosenIds: c.ids, rejectedIds: r.ids), obj["kind"] as? String))
-            } catch let e as RuntimeError {
-                if case .badFile = e { throw e }
-                throw RuntimeError.badFile(path: at, reason: e.description)
-            }
-        }
-        guard !out.isEmpty else { throw RuntimeError.badFile(path: path, reason: "no preference pairs") }
-        return out
+        try PreferenceFile.readExamples(path, model: m)
     }
 }
 

@@ -1,3 +1,4 @@
+import Alignment
 import ArgumentParser
 import Evaluation
 import Foundation
@@ -14,6 +15,8 @@ struct PairsCommand: ParsableCommand {
         answer, generated with the --neurons set pruned where the intact model refuses. Harmless prompts: \
         chosen = the model's own answer, rejected = a written over-refusal from data/overrefusals.txt, worded apart from the safety refusals (guards against over-refusal). Default mix \
         30% safety / 70% general. StrongREJECT is never used here. Output lines: {"prompt", "chosen", "rejected", "kind", ...}.
+        With --from FILE no pairs are generated: FILE's pairs (any format `align --pairs` reads) are checked against \
+        the model's chat template and its usable lines are copied to --output unchanged (how `run` uses `pairs.file`).
         """)
 
     @OptionGroup var model: ModelOptions
@@ -29,6 +32,8 @@ struct PairsCommand: ParsableCommand {
     var systemPrompt = PairSettings().systemPrompt
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Prompts generated together.") var batchSize = 32
+    @Option(help: "Use this preference data instead of generating pairs (checked, then copied without its skipped rows).")
+    var from: String?
 
     func validate() throws {
         if count < 1 { throw ValidationError("--count must be ≥ 1") }
@@ -38,6 +43,7 @@ struct PairsCommand: ParsableCommand {
     func run() throws {
         try runReporting {
             let m = try model.load()
+            if let from { return try copyPairs(from, model: m) }
             let harmfulPrompts = try harmfulPrompts(harmful)
             let harmlessPrompts = try harmlessPrompts(harmless)
             let ablation = try neurons.map { try loadNeuronSet($0, set: neuronSet, config: m.config) }
@@ -52,5 +58,21 @@ struct PairsCommand: ParsableCommand {
             try AtomicFile.write(statsData, to: output + ".stats.json")
             Progress.note("pairs: \(outcome.pairs.count) pairs → \(output) (\(outcome.stats.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))")
         }
+    }
+
+    /// `--from`: every row must read and tokenise; the kept lines are written as they were.
+    func copyPairs(_ source: String, model m: LanguageModel) throws {
+        let loaded = try PreferenceFile.load(source)
+        _ = try PreferenceFile.readExamples(source, model: m)
+        guard let data = FileManager.default.contents(atPath: source) else { throw RuntimeError.missingFile(path: source) }
+        let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        var out = Data()
+        for row in loaded.rows { out.append(contentsOf: lines[row.line - 1]); out.append(UInt8(ascii: "\n")) }
+        try AtomicFile.write(out, to: output)
+        var stats: [String: Any] = ["source": source, "pairs": loaded.rows.count, "skipped": loaded.skipped.count]
+        for f in PreferenceFile.Format.allCases { stats["format_" + f.rawValue] = loaded.rows.filter { $0.format == f }.count }
+        for k in Set(loaded.rows.map { $0.pair.kind ?? "unlabelled" }) { stats["kind_" + k] = loaded.rows.filter { ($0.pair.kind ?? "unlabelled") == k }.count }
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: stats, options: [.prettyPrinted, .sortedKeys]), to: output + ".stats.json")
+        Progress.note("pairs: \(loaded.rows.count) pairs from \(source) → \(output)")
     }
 }

@@ -26,6 +26,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Comma-separated training seeds, e.g. 0,1,2: every method is trained and attacked once per seed and the report gives mean ± sd per cell. The first seed is the base seed (pairs, identification, the single-seed layout); the others go under methods/<method>/seed<s>/ and attack/<method>/seed<s>/.", valueName: "seeds"))
     var seeds: String?
     @Flag(help: "The paper's settings: 3 epochs, lr 5e-6, β 0.1, 3 rounds.") var full = false
+    @Flag(help: "Keep every training's checkpoint (1.6 GB each on the default model) after its model folder is verified.")
+    var keepCheckpoints = false
 
     func run() throws {
         try runReporting {
@@ -35,6 +37,7 @@ struct RunCommand: ParsableCommand {
             if let methods { overrides["methods"] = methods.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
             if let rounds { overrides["rounds"] = rounds }
             if let limit { overrides["eval.limit"] = limit }
+            if keepCheckpoints { overrides["keep_checkpoints"] = true }
             if let seeds {
                 let list = seeds.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                 guard !list.isEmpty, list.allSatisfy({ Int($0).map { $0 >= 0 } ?? false }) else {
