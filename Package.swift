@@ -38,8 +38,9 @@ let package = Package(
         .testTarget(name: "SafetyNeuronsTests", dependencies: ["SafetyNeurons"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignmentTests", dependencies: ["Alignment", "Runtime", "Tokenization", "TrainingFixtureSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Tensors"], exclude: ["Fixtures"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Evaluation"]),
-        .testTarget(name: "ReliabilityTests", dependencies: ["Runtime", "ModelFiles", "Tokenization", "Transformer", "Evaluation", "SafetyNeurons"]),
+        .target(name: "TinyModelSupport", dependencies: ["ModelFiles", "Tensors"], path: "Tests/TinyModelSupport"),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Evaluation", "TinyModelSupport"]),
+        .testTarget(name: "ReliabilityTests", dependencies: ["Runtime", "ModelFiles", "Tokenization", "Transformer", "Evaluation", "SafetyNeurons", "TinyModelSupport"]),
     ],
     // Numeric kernels hand raw buffers to concurrentPerform; Swift 5 mode keeps that legal
     // without wrapping every pointer in a Sendable box.

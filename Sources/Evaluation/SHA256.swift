@@ -116,6 +116,10 @@ public struct SHA256 {
 
     /// A model identity: the file's SHA-256, or for a folder the SHA-256 over its regular files in sorted
     /// relative-path order, each contributing "path\0" + its bytes' SHA-256 hex + "\n" (so renames change it).
+    /// The training logs `align` leaves in its folder (metrics.jsonl, training_args.json: timings, the command
+    /// line) are not the model: a bit-identical retrain keeps its identity and its finished evaluations.
+    public static let trainingLogFiles: Set<String> = ["metrics.jsonl", "training_args.json"]
+
     public static func hexOfModel(path: String) throws -> String {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
@@ -132,7 +136,7 @@ public struct SHA256 {
             guard (try? f.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
             var p = f.standardizedFileURL.path
             if p.hasPrefix(base + "/") { p.removeFirst(base.count + 1) }
-            if p.split(separator: "/").contains(where: { $0.hasPrefix(".") }) { continue }
+            if p.split(separator: "/").contains(where: { $0.hasPrefix(".") }) || trainingLogFiles.contains(p) { continue }
             rel.append(p)
         }
         var s = SHA256()

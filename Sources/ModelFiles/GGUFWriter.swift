@@ -1,7 +1,7 @@
 import Foundation
 
-/// Builds small GGUF v3 files: metadata of every kind plus F32/F16 tensors (or raw bytes of any
-/// type). Used by tests and for crafting hostile inputs; not tuned for multi-GB output.
+/// Builds small GGUF v3 files in memory: metadata of every kind plus F32/F16 tensors (or raw bytes of any
+/// type). Used by tests and for crafting hostile inputs; `GGUFStreamWriter` writes model-sized files.
 /// Tensors are laid out in insertion order, each aligned to `alignment`.
 public struct GGUFWriter {
     public var version: UInt32 = 3
@@ -44,6 +44,30 @@ public struct GGUFWriter {
 
     /// The complete file image.
     public func serialize() -> [UInt8] {
+        var out = serializeHeader(tensors: tensors.map { ($0.name, $0.dims, $0.type, $0.data.count) })
+        let dataStart = out.count
+        for (i, t) in tensors.enumerated() {
+            let want = dataStart + Self.offsets(tensors.map { $0.data.count }, alignment: alignment)[i]
+            out.append(contentsOf: [UInt8](repeating: 0, count: want - out.count))
+            out.append(contentsOf: t.data)
+        }
+        return out
+    }
+
+    /// Each tensor's offset in the data section: in order, each aligned to `alignment`.
+    static func offsets(_ sizes: [Int], alignment: Int) -> [Int] {
+        var offset = 0
+        var out: [Int] = []
+        for s in sizes {
+            out.append(offset)
+            offset = (offset + s + alignment - 1) / alignment * alignment
+        }
+        return out
+    }
+
+    /// Magic, version, counts, this writer's metadata and the table of `tensors` (name, ne0-first dims, type,
+    /// stored byte count), padded to the start of the data section.
+    public func serializeHeader(tensors: [(name: String, dims: [Int], type: GGMLType, bytes: Int)]) -> [UInt8] {
         var out = [UInt8]()
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
         func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
@@ -67,19 +91,12 @@ public struct GGUFWriter {
                 for e in a { payload(e) }
             }
         }
-        let magic: [UInt8] = Array("GGUF".utf8)
-        out.append(contentsOf: magic)
+        out.append(contentsOf: Array("GGUF".utf8))
         u32(version)
         u64(UInt64(tensors.count))
         u64(UInt64(metadata.count))
         for (k, v) in metadata { str(k); u32(v.type.rawValue); payload(v) }
-        func alignUp(_ x: Int) -> Int { (x + alignment - 1) / alignment * alignment }
-        var offset = 0
-        var offsets = [Int]()
-        for t in tensors {
-            offsets.append(offset)
-            offset = alignUp(offset + t.data.count)
-        }
+        let offsets = Self.offsets(tensors.map(\.bytes), alignment: alignment)
         for (i, t) in tensors.enumerated() {
             str(t.name)
             u32(UInt32(t.dims.count))
@@ -87,13 +104,8 @@ public struct GGUFWriter {
             u32(t.type.rawValue)
             u64(UInt64(offsets[i]))
         }
-        let dataStart = alignUp(out.count)
+        let dataStart = (out.count + alignment - 1) / alignment * alignment
         out.append(contentsOf: [UInt8](repeating: 0, count: dataStart - out.count))
-        for (i, t) in tensors.enumerated() {
-            let want = dataStart + offsets[i]
-            out.append(contentsOf: [UInt8](repeating: 0, count: want - out.count))
-            out.append(contentsOf: t.data)
-        }
         return out
     }
 

@@ -12,24 +12,36 @@ enum GGUFLayout {
         }
         let parts = name.split(separator: ".", maxSplits: 2).map(String.init)
         guard parts.count == 3, parts[0] == "blk", let layer = Int(parts[1]) else { return nil }
-        let suffix: String
-        switch parts[2] {
-        case "attn_norm.weight": suffix = "input_layernorm.weight"
-        case "attn_q.weight": suffix = "self_attn.q_proj.weight"
-        case "attn_k.weight": suffix = "self_attn.k_proj.weight"
-        case "attn_v.weight": suffix = "self_attn.v_proj.weight"
-        case "attn_output.weight": suffix = "self_attn.o_proj.weight"
-        case "attn_q.bias": suffix = "self_attn.q_proj.bias"
-        case "attn_k.bias": suffix = "self_attn.k_proj.bias"
-        case "attn_v.bias": suffix = "self_attn.v_proj.bias"
-        case "ffn_norm.weight": suffix = "post_attention_layernorm.weight"
-        case "ffn_gate.weight": suffix = "mlp.gate_proj.weight"
-        case "ffn_up.weight": suffix = "mlp.up_proj.weight"
-        case "ffn_down.weight": suffix = "mlp.down_proj.weight"
-        default: return nil
-        }
+        guard let suffix = suffixes.first(where: { $0.gguf == parts[2] })?.hf else { return nil }
         return "model.layers.\(layer).\(suffix)"
     }
+
+    /// HF parameter name → llama.cpp's GGUF tensor name (the inverse of `hfName`), nil for names it has none for.
+    static func ggufName(forHF name: String) -> String? {
+        switch name {
+        case "model.embed_tokens.weight": return "token_embd.weight"
+        case "model.norm.weight": return "output_norm.weight"
+        case "lm_head.weight": return "output.weight"
+        default: break
+        }
+        let prefix = "model.layers."
+        guard name.hasPrefix(prefix) else { return nil }
+        let rest = name.dropFirst(prefix.count)
+        guard let dot = rest.firstIndex(of: "."), let layer = Int(rest[..<dot]) else { return nil }
+        let suffix = String(rest[rest.index(after: dot)...])
+        for candidate in suffixes where candidate.hf == suffix { return "blk.\(layer).\(candidate.gguf)" }
+        return nil
+    }
+
+    /// Per-layer tensors: (GGUF suffix, HF suffix).
+    static let suffixes: [(gguf: String, hf: String)] = [
+        ("attn_norm.weight", "input_layernorm.weight"),
+        ("attn_q.weight", "self_attn.q_proj.weight"), ("attn_k.weight", "self_attn.k_proj.weight"),
+        ("attn_v.weight", "self_attn.v_proj.weight"), ("attn_output.weight", "self_attn.o_proj.weight"),
+        ("attn_q.bias", "self_attn.q_proj.bias"), ("attn_k.bias", "self_attn.k_proj.bias"), ("attn_v.bias", "self_attn.v_proj.bias"),
+        ("ffn_norm.weight", "post_attention_layernorm.weight"),
+        ("ffn_gate.weight", "mlp.gate_proj.weight"), ("ffn_up.weight", "mlp.up_proj.weight"), ("ffn_down.weight", "mlp.down_proj.weight"),
+    ]
 
     /// llama.cpp's converter reorders the rows of Q and K (and their biases) of `llama`-architecture models so
     /// that each head's rotary pairs are adjacent (GGML's "normal" RoPE). HF keeps the two halves apart

@@ -108,3 +108,66 @@ extension Tokenizer {
         return (try? JSONSerialization.data(withJSONObject: c, options: [.sortedKeys, .withoutEscapingSlashes, .prettyPrinted])) ?? Data("{}".utf8)
     }
 }
+
+/// A tokenizer as llama.cpp's GGUF metadata describes it (`tokenizer.ggml.*`), for `convert --format gguf`.
+public struct GGUFVocabulary: Sendable {
+    /// `gpt2` (byte-level BPE): the only kind written so far.
+    public var model: String
+    /// llama.cpp's pre-tokenizer name, which selects its split regex.
+    public var pre: String
+    public var tokens: [String]
+    /// llama.cpp token types: 1 normal, 3 control (special added tokens), 4 user-defined (other added tokens),
+    /// 5 unused (padding ids with no token).
+    public var tokenTypes: [Int32]
+    public var merges: [String]
+}
+
+extension Tokenizer {
+    /// The vocabulary padded to `size` ids (a model's embedding may have more rows than the tokenizer has tokens).
+    public func ggufVocabulary(size: Int) throws -> GGUFVocabulary {
+        guard byteLevel else {
+            throw TokenizerError.unsupported(source: source, what: "GGUF export of a SentencePiece-style (non byte-level) tokenizer")
+        }
+        guard let pre = ggufPreName else {
+            throw TokenizerError.unsupported(source: source, what: "GGUF export of pre-tokenizer \(String(describing: preTokenizer))")
+        }
+        let count = max(size, vocabSize)
+        var tokens: [String] = [], types: [Int32] = []
+        tokens.reserveCapacity(count); types.reserveCapacity(count)
+        for id in 0..<count {
+            if let added = addedById[id] {
+                tokens.append(added.content); types.append(added.special ? 3 : 4)
+            } else if id < model.idToToken.count, !model.idToToken[id].isEmpty, model.vocab[model.idToToken[id]] == id {
+                tokens.append(model.idToToken[id]); types.append(1)
+            } else {
+                tokens.append("[PAD\(id)]"); types.append(5)
+            }
+        }
+        return GGUFVocabulary(model: "gpt2", pre: pre, tokens: tokens, tokenTypes: types,
+                              merges: model.mergeList.map { "\($0.0) \($0.1)" })
+    }
+
+    /// llama.cpp's name for this pre-tokenizer chain, or nil when it has none. Each name is one llama.cpp (and our
+    /// GGUF loader) maps back to the same split: Llama 3's regex → `llama-bpe`, Qwen2's → `qwen2`, GPT-2's regex
+    /// (ByteLevel with use_regex) → `gpt-2`, or `smollm` when digits are split individually first.
+    var ggufPreName: String? {
+        let chain: [PreTokenizer]
+        if case let .sequence(l)? = preTokenizer { chain = l } else { chain = preTokenizer.map { [$0] } ?? [] }
+        var splits: [SplitPattern] = [], digits = false, regexByteLevel = false
+        for p in chain {
+            switch p {
+            case let .split(pattern, invert: false): splits.append(pattern)
+            case .digits(individual: true): digits = true
+            case let .byteLevel(addPrefixSpace: false, useRegex: r): regexByteLevel = r
+            default: return nil
+            }
+        }
+        switch (splits, digits, regexByteLevel) {
+        case ([.llama3], false, false): return "llama-bpe"
+        case ([.qwen2], false, false): return "qwen2"
+        case ([], false, true): return "gpt-2"
+        case ([], true, true): return "smollm"
+        default: return nil
+        }
+    }
+}

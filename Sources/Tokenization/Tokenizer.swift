@@ -87,9 +87,9 @@ public final class Tokenizer: @unchecked Sendable {
     public let addedTokens: [AddedToken]
     private let rawMatcher: AddedTokenMatcher
     private let normalizedMatcher: AddedTokenMatcher
-    private let addedById: [Int: AddedToken]
+    let addedById: [Int: AddedToken]
     private let addedByContent: [String: AddedToken]
-    private let byteLevel: Bool
+    let byteLevel: Bool
 
     public let bosToken: String?
     public let eosToken: String?

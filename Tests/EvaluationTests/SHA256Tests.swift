@@ -39,6 +39,10 @@ final class SHA256Tests: XCTestCase {
         let h1 = try SHA256.hexOfModel(path: sub.path)
         let expected = SHA256.hex("config.json\u{0}\(SHA256.hex("x"))\nmodel.safetensors\u{0}\(SHA256.hex("y"))\n")
         XCTAssertEqual(h1, expected)
+        // Training logs (timings, the command line) are not part of the model's identity.
+        _ = try TestPaths.write("{\"step\": 1, \"seconds\": 0.5}", "metrics.jsonl", in: sub)
+        _ = try TestPaths.write("{\"command_line\": []}", "training_args.json", in: sub)
+        XCTAssertEqual(try SHA256.hexOfModel(path: sub.path), h1)
         _ = try TestPaths.write("z", "model.safetensors", in: sub)
         XCTAssertNotEqual(try SHA256.hexOfModel(path: sub.path), h1)
         XCTAssertThrowsError(try SHA256.hexOfModel(path: dir.appendingPathComponent("missing").path))

@@ -3,20 +3,11 @@ import XCTest
 import ModelFiles
 import Runtime
 import Transformer
+import TinyModelSupport
 
 /// Runs the built `safeneuron` binary on corrupted inputs: exit 3, one stderr line naming the file, no signal, < 10 s.
 final class CLIHostileInputTests: XCTestCase {
-    static var binary: URL? {
-        var candidates: [URL] = []
-        // The test bundle lives in .build/<config>/ next to the executable.
-        for b in Bundle.allBundles where b.bundleURL.pathExtension == "xctest" {
-            candidates.append(b.bundleURL.deletingLastPathComponent().appendingPathComponent("safeneuron"))
-        }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        candidates.append(root.appendingPathComponent(".build/release/safeneuron"))
-        candidates.append(root.appendingPathComponent(".build/debug/safeneuron"))
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
-    }
+    static var binary: URL? { SafeNeuronBinary.url }
 
     struct Outcome { var status: Int32; var signaled: Bool; var stderr: String; var seconds: Double }
 

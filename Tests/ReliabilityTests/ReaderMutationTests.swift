@@ -1,4 +1,5 @@
 import Foundation
+import TinyModelSupport
 import XCTest
 import ModelFiles
 import Tokenization

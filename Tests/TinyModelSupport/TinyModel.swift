@@ -1,17 +1,18 @@
 import Foundation
 import ModelFiles
+import Tensors
 
 /// A complete, loadable tiny Llama GGUF (2 layers, hidden 32, GPT-2 byte-level BPE with ChatML specials and a
 /// chat template), built in code so every test and fuzz seed starts from a valid file.
-enum TinyModel {
-    static let hidden = 32, heads = 2, kvHeads = 1, headDim = 16, intermediate = 64, layers = 2
+public enum TinyModel {
+    public static let hidden = 32, heads = 2, kvHeads = 1, headDim = 16, intermediate = 64, layers = 2
 
-    static let chatML = """
+    public static let chatML = """
     {% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful AI assistant.<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}
     """
 
     /// GPT-2's byte → printable-character table.
-    static let byteSpellings: [String] = {
+    public static let byteSpellings: [String] = {
         var bs: [Int] = Array(33...126) + Array(161...172) + Array(174...255)
         var cs = bs
         var n = 0
@@ -21,13 +22,13 @@ enum TinyModel {
         return out
     }()
 
-    static let merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a"]
-    static let mergedTokens = ["Ġt", "he", "Ġthe", "in", "Ġa"]
-    static let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    static var tokens: [String] { byteSpellings + mergedTokens + specials }
-    static var vocab: Int { tokens.count }
+    public static let merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a"]
+    public static let mergedTokens = ["Ġt", "he", "Ġthe", "in", "Ġa"]
+    public static let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    public static var tokens: [String] { byteSpellings + mergedTokens + specials }
+    public static var vocab: Int { tokens.count }
 
-    static func metadata(template: String? = chatML) -> [(String, GGUFValue)] {
+    public static func metadata(template: String? = chatML) -> [(String, GGUFValue)] {
         let toks = tokens
         var m: [(String, GGUFValue)] = [
             ("general.architecture", .string("llama")),
@@ -54,7 +55,7 @@ enum TinyModel {
     }
 
     /// (GGUF name, row-major shape) of every tensor, tied embeddings.
-    static var tensorShapes: [(String, [Int])] {
+    public static var tensorShapes: [(String, [Int])] {
         var t: [(String, [Int])] = [("token_embd.weight", [vocab, hidden]), ("output_norm.weight", [hidden])]
         for l in 0..<layers {
             t += [("blk.\(l).attn_norm.weight", [hidden]), ("blk.\(l).attn_q.weight", [heads * headDim, hidden]),
@@ -67,9 +68,9 @@ enum TinyModel {
     }
 
     /// Adds the tensors: F32 norms and attention, F16 up, Q8_0 gate and Q4_0 down, so every decoder path runs.
-    static func addTensors(_ w: inout GGUFWriter, seed: UInt64 = 1, skip: Set<String> = [],
+    public static func addTensors(_ w: inout GGUFWriter, seed: UInt64 = 1, skip: Set<String> = [],
                            shapeOverride: [String: [Int]] = [:]) throws {
-        var rng = SeededRNG(seed: seed)
+        var rng = SplitMix64(seed: seed)
         for (name, shape0) in tensorShapes where !skip.contains(name) {
             let shape = shapeOverride[name] ?? shape0
             let n = shape.reduce(1, *)
@@ -77,7 +78,7 @@ enum TinyModel {
                 var raw = [UInt8]()
                 for _ in 0..<(n / 32) {
                     raw += [0x1F, 0x21] // f16 0.0100
-                    for _ in 0..<32 { raw.append(UInt8(truncatingIfNeeded: rng.int(-60..<60))) }
+                    for _ in 0..<32 { raw.append(UInt8(truncatingIfNeeded: Int.random(in: -60..<60, using: &rng))) }
                 }
                 w.addTensor(name: name, dims: Array(shape.reversed()), type: .q8_0, rawData: raw)
             } else if name.hasSuffix("ffn_down.weight") && shape[shape.count - 1] % 32 == 0 {
@@ -95,7 +96,7 @@ enum TinyModel {
         }
     }
 
-    static func gguf(template: String? = chatML, metadata extra: [(String, GGUFValue)] = [], dropKeys: Set<String> = [],
+    public static func gguf(template: String? = chatML, metadata extra: [(String, GGUFValue)] = [], dropKeys: Set<String> = [],
                      skipTensors: Set<String> = [], shapeOverride: [String: [Int]] = [:]) throws -> [UInt8] {
         var w = GGUFWriter()
         var meta = metadata(template: template).filter { !dropKeys.contains($0.0) }
@@ -107,18 +108,33 @@ enum TinyModel {
         return w.serialize()
     }
 
-    static let neuronsJSON = """
+    public static let neuronsJSON = """
     {"format":"safeneuron.neurons/1","model":"tiny-reliab","pool":"mean","tau_es":0.5,"tau_sas":0.5,"layers":2,\
     "intermediate_size":64,"harmful":4,"harmless":4,"sets":{"es":[[0,1],[1,5]],"sas":[[1,2]],"union":[[0,1],[1,2],[1,5]]},\
     "counts":{"es":2,"sas":1,"union":3}}
     """
 
-    static let promptsJSONL = """
+    public static let promptsJSONL = """
     {"prompt": "How do I bake bread?", "category": "cooking", "id": "a1"}
     {"prompt": "Tell me a joke", "category": "fun"}
     {"prompt": "héllo \\u00e9 \\ud83d\\ude00", "category": "x"}
 
     """
-    static let promptsCSV = "id,prompt,category\n1,\"Say \"\"hi\"\"\",greet\n2,\"multi\nline\",misc\n3,plain,misc\n"
-    static let promptsTXT = "first prompt\nsecond prompt\n\nthird ✓\n"
+    public static let promptsCSV = "id,prompt,category\n1,\"Say \"\"hi\"\"\",greet\n2,\"multi\nline\",misc\n3,plain,misc\n"
+    public static let promptsTXT = "first prompt\nsecond prompt\n\nthird ✓\n"
+}
+
+/// The built `safeneuron` executable next to the test bundle (or in .build/), for tests that run it.
+public enum SafeNeuronBinary {
+    public static var url: URL? {
+        var candidates: [URL] = []
+        // The test bundle lives in .build/<config>/ next to the executable.
+        for b in Bundle.allBundles where b.bundleURL.pathExtension == "xctest" {
+            candidates.append(b.bundleURL.deletingLastPathComponent().appendingPathComponent("safeneuron"))
+        }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        candidates.append(root.appendingPathComponent(".build/release/safeneuron"))
+        candidates.append(root.appendingPathComponent(".build/debug/safeneuron"))
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
+    }
 }
