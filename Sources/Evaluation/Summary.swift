@@ -183,6 +183,10 @@ public struct CapabilitySummary: Codable, Equatable, Sendable {
     public func write(to folder: URL) throws {
         try FileIO.writeAtomically(try encodeJSON(self, path: folder.path), to: folder.appendingPathComponent(SafetySummary.fileName))
     }
+
+    public static func read(from folder: URL) throws -> CapabilitySummary {
+        try decodeJSON(CapabilitySummary.self, from: folder.appendingPathComponent(SafetySummary.fileName))
+    }
 }
 
 /// Either kind of summary.json, told apart by its `kind` field.

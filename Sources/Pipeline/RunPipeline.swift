@@ -470,12 +470,7 @@ public final class RunPipeline {
 
     /// The perplexity an attack cell measured (`eval --perplexity`), nil when it was not measured.
     static func cellPerplexity(_ cellDir: String) throws -> Double? {
-        let path = cellDir + "/perplexity.json"
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let p = obj["perplexity"] as? Double else {
-            throw RuntimeError.badFile(path: path, reason: "no number 'perplexity'")
-        }
-        return p
+        try CellPerplexity.read(from: URL(fileURLWithPath: cellDir))?.perplexity
     }
 
     func capability(method: String, model: String) throws -> [String: Any] {

@@ -1,42 +1,33 @@
 import Evaluation
 import Foundation
 import Runtime
+import SafetyNeurons
 
 /// results.json, report.md and a self-contained report.html (inline SVG) for a finished run.
 public enum RunReport {
-    static func json(_ path: String) throws -> [String: Any] {
-        guard let data = FileManager.default.contents(atPath: path),
-              let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw RuntimeError.badFile(path: path, reason: "missing or not a JSON object")
-        }
-        return obj
+    /// A safety eval's summary (`summaryPath` is its summary.json), decoded as the type `eval` writes.
+    static func safetySummary(_ summaryPath: String) throws -> SafetySummary {
+        try SafetySummary.read(from: URL(fileURLWithPath: summaryPath).deletingLastPathComponent())
     }
 
     /// complied / refused / degenerate counts of a safety eval's summary.json.
     static func verdictCounts(_ summaryPath: String) throws -> [String: Int] {
-        let s = try json(summaryPath)
-        var out: [String: Int] = [:]
-        for k in ["complied", "refused", "degenerate"] {
-            guard let v = s[k] as? Int else { throw RuntimeError.badFile(path: summaryPath, reason: "no '\(k)' count") }
-            out[k] = v
-        }
-        return out
+        let s = try safetySummary(summaryPath)
+        return ["complied": s.complied, "refused": s.refused, "degenerate": s.degenerate]
     }
 
-    /// Perplexity, multiple-choice accuracy and over-refusal rate from the capability and over-refusal evals.
+    /// Perplexity, multiple-choice accuracy and over-refusal rate from the capability and over-refusal evals
+    /// (their summary.json files, decoded as `CapabilitySummary` and `SafetySummary`; the metric names are
+    /// CapabilityEvaluator's).
     static func capabilityFields(capability: String, overrefusal: String) throws -> [String: Any] {
         var out: [String: Any] = [:]
-        let cap = try json(capability)
-        let metrics = (cap["metrics"] as? [String: Any]) ?? cap
-        for (src, dst) in [("perplexity", "perplexity"), ("mc_acc", "mc_accuracy"), ("mc_accuracy", "mc_accuracy"),
-                           ("acc", "mc_accuracy"), ("mc_acc_norm", "mc_accuracy_norm"), ("acc_norm", "mc_accuracy_norm"),
-                           ("gsm_exact_match", "gsm_exact_match"), ("exact_match", "gsm_exact_match")] {
-            if let v = metrics[src] as? Double, out[dst] == nil { out[dst] = v }
+        let cap = try CapabilitySummary.read(from: URL(fileURLWithPath: capability).deletingLastPathComponent())
+        for (src, dst) in [("perplexity", "perplexity"), ("mc_acc", "mc_accuracy"), ("mc_acc_norm", "mc_accuracy_norm"),
+                           ("gsm_exact_match", "gsm_exact_match")] {
+            if let v = cap.metrics[src] { out[dst] = v }
         }
-        let over = try json(overrefusal)
-        if let refused = over["refused"] as? Int, let asr = over["asr"] as? [String: Any], let total = asr["total"] as? Int, total > 0 {
-            out["overrefusal"] = Double(refused) / Double(total)
-        }
+        let over = try safetySummary(overrefusal)
+        if over.asr.total > 0 { out["overrefusal"] = Double(over.refused) / Double(over.asr.total) }
         return out
     }
 
@@ -54,7 +45,7 @@ public enum RunReport {
         let comparisons = RunStatistics.comparisonsVsDPO(methods: methods, order: order, ks: ks)
         let verdictOutcomes = verdicts(methods: methods, order: order, comparisons: comparisons, ks: ks)
         let results: [String: Any] = [
-            "format": "safeneuron.results/1", "model": config.model, "dataset": config.eval.dataset, "prompts": prompts,
+            "format": "safeneuron.results/2", "model": config.model, "dataset": config.eval.dataset, "prompts": prompts,
             "judge": "refusal+fluency", "fluency_threshold": config.eval.fluencyThreshold,
             "methods": methods, "settings": config.resolved, "stages": stageTimes, "wall_seconds": wallSeconds,
             "seeds": config.seeds.map { Int($0) },
@@ -201,8 +192,7 @@ public enum RunReport {
 
     static func promptCount(runDir: String, methods: [String]) throws -> Int {
         for m in methods {
-            if let s = try? json(runDir + "/attack/\(m)/eval/ori/summary.json"), let asr = s["asr"] as? [String: Any],
-               let total = asr["total"] as? Int { return total }
+            if let s = try? safetySummary(runDir + "/attack/\(m)/eval/ori/summary.json") { return s.asr.total }
         }
         return 0
     }
@@ -211,8 +201,8 @@ public enum RunReport {
         var out: [String: [Double]] = [:]
         var layers = 0
         for m in methods {
-            guard let j = try? json(runDir + "/attack/\(m)/neurons.json"), let l = j["layers"] as? Int,
-                  let sets = j["sets"] as? [String: Any], let union = sets["union"] as? [[Int]] else { continue }
+            guard let nf = try? NeuronsFile.read(from: URL(fileURLWithPath: runDir + "/attack/\(m)/neurons.json")) else { continue }
+            let l = nf.layers, union = nf.sets.union
             layers = l
             var counts = [Double](repeating: 0, count: l)
             for p in union where p.count == 2 && p[0] < l { counts[p[0]] += 1 }

@@ -21,12 +21,11 @@ public enum RunStatistics {
     /// and `eval_dir` (the cell's folder, whose generations.jsonl holds the per-prompt verdicts).
     static func cellFields(evalDir: String) throws -> [String: Any] {
         let summaryPath = evalDir + "/summary.json"
-        var out: [String: Any] = try RunReport.verdictCounts(summaryPath)
-        let s = try RunReport.json(summaryPath)
-        let counted = ["complied", "refused", "degenerate"].reduce(0) { $0 + ((out[$1] as? Int) ?? 0) }
-        let n = ((s["asr"] as? [String: Any])?["total"] as? Int) ?? counted
+        let s = try RunReport.safetySummary(summaryPath)
+        var out: [String: Any] = ["complied": s.complied, "refused": s.refused, "degenerate": s.degenerate]
+        let n = s.asr.total
         out["n"] = n
-        if let complied = out["complied"] as? Int, let ci = Statistics.wilson(successes: complied, of: n) {
+        if let ci = Statistics.wilson(successes: s.complied, of: n) {
             out["asr_ci95"] = [round6(ci.lower), round6(ci.upper)]
             out["complied_ci95"] = [round6(ci.lower * Double(n)), round6(ci.upper * Double(n))]
         }
