@@ -10,6 +10,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
@@ -23,7 +24,8 @@ let package = Package(
         .target(name: "Alignment", dependencies: ["Tensors", "Transformer", "Runtime"]),
         .target(name: "Evaluation", dependencies: ["Tensors", "Tokenization", "Transformer", "Runtime"]),
         .target(name: "Pipeline", dependencies: ["Runtime", "ModelFiles", "Transformer", "SafetyNeurons", "Alignment", "Evaluation",
-                                                .product(name: "Yams", package: "Yams")]),
+                                                .product(name: "Yams", package: "Yams"),
+                                                .product(name: "Mustache", package: "swift-mustache")]),
         .executableTarget(name: "safeneuron", dependencies: [
             "Tensors", "ModelFiles", "Tokenization", "Transformer", "Runtime",
             "SafetyNeurons", "Alignment", "Evaluation", "Pipeline",

@@ -65,37 +65,33 @@ public enum RunReport {
         func show(_ v: [String: Any]) -> String { showCell(v) }
         func meanTopK(_ m: String) -> Double? { RunReport.meanTopK(entry(m), ks: ks) }
 
-        var md = "# SafeNeuron run: \(URL(fileURLWithPath: config.model).lastPathComponent)\n\n"
-        md += "StrongREJECT (\(prompts) prompts), judge `refusal` (prefix list) + fluency (mean token NLL under the original model > \(config.eval.fluencyThreshold) nats ⇒ degenerate). "
-        md += "Cells show **complied** (the ASR count) with its Wilson 95% interval in prompts [lo–hi] and the refused (r) and degenerate (d) counts. Wall time \(Progress.clock(wallSeconds)).\n\n"
-        md += "## Table 1: capability and attack success before and after neuron pruning\n\n"
-        md += "| Method | Perplexity ↓ | MC acc ↑ | Over-refusal ↓ | ORI | ES(SN−) | SAS(SN−) | FULL(SN−) |\n|---|---|---|---|---|---|---|---|\n"
-        for m in order {
+        var doc = ReportDocument(title: "SafeNeuron run: \(URL(fileURLWithPath: config.model).lastPathComponent)")
+        doc.paragraph("StrongREJECT (\(prompts) prompts), judge `refusal` (prefix list) + fluency (mean token NLL under the original model > \(config.eval.fluencyThreshold) nats ⇒ degenerate). "
+                      + "Cells show **complied** (the ASR count) with its Wilson 95% interval in prompts [lo–hi] and the refused (r) and degenerate (d) counts. Wall time \(Progress.clock(wallSeconds)).")
+        doc.heading("Table 1: capability and attack success before and after neuron pruning")
+        doc.table(["Method", "Perplexity ↓", "MC acc ↑", "Over-refusal ↓", "ORI", "ES(SN−)", "SAS(SN−)", "FULL(SN−)"], order.map { m in
             let e = entry(m)
-            md += "| \(m) | \(fmt(e["perplexity"])) | \(fmt(e["mc_accuracy"], "%.3f")) | \(fmt((e["overrefusal"] as? Double).map { $0 * 100 }, "%.1f%%")) | \(show(cell(m, "ori"))) | \(show(cell(m, "es"))) | \(show(cell(m, "sas"))) | \(show(cell(m, "full"))) |\n"
-        }
-        md += "\n## Top-k pruning sweep (the attacker prunes the k neurons with the largest effect size)\n\n"
-        md += "| Method | " + (["0"] + ks.map(String.init)).map { "k=\($0)" }.joined(separator: " | ") + " | mean (k>0) |\n"
-        md += "|---|" + String(repeating: "---|", count: ks.count + 2) + "\n"
-        for m in order {
-            md += "| \(m) | " + ([0] + ks).map { show(top(m, $0)) }.joined(separator: " | ") + " | \(fmt(meanTopK(m), "%.1f")) |\n"
-        }
+            return [m, fmt(e["perplexity"]), fmt(e["mc_accuracy"], "%.3f"), fmt((e["overrefusal"] as? Double).map { $0 * 100 }, "%.1f%%"),
+                    show(cell(m, "ori")), show(cell(m, "es")), show(cell(m, "sas")), show(cell(m, "full"))]
+        })
+        doc.heading("Top-k pruning sweep (the attacker prunes the k neurons with the largest effect size)")
+        doc.table(["Method"] + ([0] + ks).map { "k=\($0)" } + ["mean (k>0)"], order.map { m in
+            [m] + ([0] + ks).map { show(top(m, $0)) } + [fmt(meanTopK(m), "%.1f")]
+        })
 
         // Attribution pruning (re-identified on each model) and each family's strongest fluent setting.
         let attrKs = config.eval.attributionTopK.filter { $0 > 0 }.sorted()
         if !attrKs.isEmpty {
-            md += "\n## Attribution pruning (top-k by a·∂margin/∂a, the utility top-Q excluded)\n\n"
+            doc.heading("Attribution pruning (top-k by a·∂margin/∂a, the utility top-Q excluded)")
             let cols = config.eval.excludeUtility.flatMap { q in attrKs.map { (q, $0) } }
-            md += "| Method | " + cols.map { "k=\($0.1), Q=\($0.0)" }.joined(separator: " | ") + " |\n|---|" + String(repeating: "---|", count: cols.count) + "\n"
-            for m in order {
-                md += "| \(m) | " + cols.map { show(cell(m, RunPipeline.attributionCellName(k: $0.1, excludeUtility: $0.0))) }.joined(separator: " | ") + " |\n"
-            }
+            doc.table(["Method"] + cols.map { "k=\($0.1), Q=\($0.0)" }, order.map { m in
+                [m] + cols.map { show(cell(m, RunPipeline.attributionCellName(k: $0.1, excludeUtility: $0.0))) }
+            })
         }
         if order.contains(where: { entry($0)["strongest_fluent"] != nil }) {
-            md += "\n## Strongest fluent setting per attack family\n\n"
-            md += "The most complied among a family's cells whose perplexity stays within 10% of the unattacked model's "
-            md += "(ORI perplexity in brackets).\n\n| Method | ORI | activation statistics | attribution | refusal direction |\n|---|---|---|---|---|\n"
-            for m in order {
+            doc.heading("Strongest fluent setting per attack family")
+            doc.paragraph("The most complied among a family's cells whose perplexity stays within 10% of the unattacked model's (ORI perplexity in brackets).")
+            doc.table(["Method", "ORI", "activation statistics", "attribution", "refusal direction"], order.map { m in
                 let e = entry(m)
                 let ppl = (e["perplexity_cells"] as? [String: Double]) ?? [:]
                 let sf = (e["strongest_fluent"] as? [String: Any]) ?? [:]
@@ -103,20 +99,20 @@ public enum RunReport {
                     guard let b = sf[family] as? [String: Any], let c = b["cell"] as? String else { return "none fluent" }
                     return "\(b["complied"] as? Int ?? 0) (`\(c)`, ppl \(fmt(b["perplexity"])))"
                 }
-                md += "| \(m) | \(show(cell(m, "ori"))) [\(fmt(ppl["ori"]))] | \(best("activation")) | \(best("attribution")) | \(best("direction")) |\n"
-            }
+                return [m, "\(show(cell(m, "ori"))) [\(fmt(ppl["ori"]))]", best("activation"), best("attribution"), best("direction")]
+            })
         }
 
         // The plain statement the issue asks for, whichever way it goes.
-        md += "\n## Verdict\n\n"
+        doc.heading("Verdict")
         if entry("dpo").isEmpty {
-            md += "- DPO was not part of this run, so no comparison is made.\n"
+            doc.list(["DPO was not part of this run, so no comparison is made."])
         } else {
-            md += verdictRuleText + "\n\n"
-            for m in order where verdictOutcomes[m] != nil { md += verdictOutcomes[m]!.text + "\n" }
+            doc.paragraph(verdictRuleText)
+            doc.list(order.compactMap { verdictOutcomes[$0]?.text }.map { $0.hasPrefix("- ") ? String($0.dropFirst(2)) : $0 })
         }
-        md += comparisonSection(comparisons, order: order, ks: ks)
-        if config.seeds.count > 1 { md += seedSection(methods: methods, order: order, ks: ks, seeds: config.seeds) }
+        comparisonSection(comparisons, order: order, ks: ks, into: &doc)
+        if config.seeds.count > 1 { seedSection(methods: methods, order: order, ks: ks, seeds: config.seeds, into: &doc) }
 
         // Charts.
         let curve = SVGChart.lines(title: "Complied (ASR count) vs pruned top-k neurons", x: ([0] + ks).map(Double.init),
@@ -125,24 +121,26 @@ public enum RunReport {
         let table = SVGChart.bars(title: "Complied per attack cell", categories: ["ORI", "ES(SN−)", "SAS(SN−)", "FULL(SN−)"],
                                   series: order.map { m in (m, ["ori", "es", "sas", "full"].map { Double((cell(m, $0)["complied"] as? Int) ?? 0) }) },
                                   yLabel: "complied of \(prompts)")
-        var charts = [table, curve]
         try AtomicFile.write(curve, to: runDir + "/pruning_curves.svg")
-        md += "\n![pruning curves](pruning_curves.svg)\n"
+        try AtomicFile.write(table, to: runDir + "/attack_cells.svg")
+        doc.heading("Charts")
+        doc.chart(table, file: "attack_cells.svg", alt: "complied per attack cell")
+        doc.chart(curve, file: "pruning_curves.svg", alt: "pruning curves")
 
         // Neurons per round and per layer.
-        md += "\n## Safety neurons\n\n| Method | ES | SAS | union | rounds (frozen set size) |\n|---|---|---|---|---|\n"
-        for m in order {
+        doc.heading("Safety neurons")
+        doc.table(["Method", "ES", "SAS", "union", "rounds (frozen set size)"], order.map { m in
             let n = (entry(m)["neurons"] as? [String: Int]) ?? [:]
             let rounds = (entry(m)["rounds"] as? [[String: Any]]) ?? []
-            md += "| \(m) | \(n["es"] ?? 0) | \(n["sas"] ?? 0) | \(n["union"] ?? 0) | \(rounds.map { "r\($0["round"] ?? "?"): \($0["frozen"] ?? "?")" }.joined(separator: ", ")) |\n"
-        }
+            return [m, "\(n["es"] ?? 0)", "\(n["sas"] ?? 0)", "\(n["union"] ?? 0)",
+                    rounds.map { "r\($0["round"] ?? "?"): \($0["frozen"] ?? "?")" }.joined(separator: ", ")]
+        })
         if let layers = perLayerUnion(runDir: runDir, methods: order) {
             let chart = SVGChart.bars(title: "Union safety neurons per layer (each model's own identification)",
                                       categories: (0..<layers.count).map(String.init),
                                       series: order.map { m in (m, layers.perMethod[m] ?? []) }, yLabel: "neurons")
             try AtomicFile.write(chart, to: runDir + "/neurons_per_layer.svg")
-            charts.append(chart)
-            md += "\n![neurons per layer](neurons_per_layer.svg)\n"
+            doc.chart(chart, file: "neurons_per_layer.svg", alt: "neurons per layer")
         }
 
         // Training curves.
@@ -164,30 +162,31 @@ public enum RunReport {
             let acc = SVGChart.lines(title: "Reward accuracy per step (last round)", x: x, series: pad(accSeries), xLabel: "step", yLabel: "accuracy")
             try AtomicFile.write(loss, to: runDir + "/training_loss.svg")
             try AtomicFile.write(acc, to: runDir + "/training_accuracy.svg")
-            charts += [loss, acc]
-            md += "\n## Training\n\n![loss](training_loss.svg)\n![reward accuracy](training_accuracy.svg)\n"
+            doc.heading("Training")
+            doc.chart(loss, file: "training_loss.svg", alt: "loss")
+            doc.chart(acc, file: "training_accuracy.svg", alt: "reward accuracy")
         }
 
         // Samples.
-        md += "\n## Sample responses (first three prompts of each cell)\n"
+        doc.heading("Sample responses (first three prompts of each cell)")
         for m in order {
             for c in ["ori", "sas", "full"] + ks.map { "top\($0)" } {
                 let path = runDir + "/attack/\(m)/eval/\(c)/generations.jsonl"
                 guard let rows = try? JSONLines.readObjects(path, tolerateTornTail: true), !rows.isEmpty else { continue }
-                md += "\n**\(m) · \(c)**\n\n"
-                for r in rows.prefix(3) {
+                doc.paragraph("**\(m) · \(c)**")
+                doc.list(rows.prefix(3).map { r in
                     let p = ((r["prompt"] as? String) ?? "").prefix(100)
                     let resp = ((r["response"] as? String) ?? "").replacingOccurrences(of: "\n", with: " ").prefix(240)
-                    md += "- *\(p)* → [\((r["verdict"] as? String) ?? "?")] \(resp)\n"
-                }
+                    return "*\(p)* → [\((r["verdict"] as? String) ?? "?")] \(resp)"
+                })
             }
         }
 
-        md += "\n## Settings and wall time\n\n| Stage | Seconds |\n|---|---|\n"
-        for s in stageTimes { md += "| \(s["stage"] ?? "?") | \(fmt(s["seconds"], "%.1f")) |\n" }
-        md += "\nThe exact settings are in `settings.json` and in `results.json` (`settings`).\n"
-        try AtomicFile.write(md, to: runDir + "/report.md")
-        try AtomicFile.write(html(markdown: md, charts: charts), to: runDir + "/report.html")
+        doc.heading("Settings and wall time")
+        doc.table(["Stage", "Seconds"], stageTimes.map { ["\($0["stage"] ?? "?")", fmt($0["seconds"], "%.1f")] })
+        doc.paragraph("The exact settings are in `settings.json` and in `results.json` (`settings`).")
+        try AtomicFile.write(doc.markdown, to: runDir + "/report.md")
+        try AtomicFile.write(try doc.html(), to: runDir + "/report.html")
     }
 
     static func promptCount(runDir: String, methods: [String]) throws -> Int {
@@ -225,57 +224,4 @@ public enum RunReport {
 
     /// A minimal Markdown-to-HTML rendering (headings, tables, lists, images inlined as SVG) so the report is
     /// one self-contained file.
-    static func html(markdown md: String, charts: [String]) -> String {
-        func esc(_ s: String) -> String {
-            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-        }
-        func inline(_ s: String) -> String {
-            var t = esc(s)
-            for (mark, tag) in [("**", "strong"), ("*", "em"), ("`", "code")] {
-                let parts = t.components(separatedBy: mark)
-                if parts.count >= 3 && parts.count % 2 == 1 {
-                    t = parts.enumerated().map { $0.offset % 2 == 1 ? "<\(tag)>\($0.element)</\(tag)>" : $0.element }.joined()
-                }
-            }
-            return t
-        }
-        var body = ""
-        var inTable = false, inList = false
-        var chartIndex = 0
-        for line in md.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
-            if inTable && !line.hasPrefix("|") { body += "</table>\n"; inTable = false }
-            if inList && !line.hasPrefix("- ") { body += "</ul>\n"; inList = false }
-            if line.hasPrefix("|") {
-                let cells = line.split(separator: "|", omittingEmptySubsequences: false).dropFirst().dropLast().map { $0.trimmingCharacters(in: .whitespaces) }
-                if cells.allSatisfy({ $0.allSatisfy { $0 == "-" } }) { continue }
-                if !inTable { body += "<table>\n<tr>" + cells.map { "<th>\(inline($0))</th>" }.joined() + "</tr>\n"; inTable = true; continue }
-                body += "<tr>" + cells.map { "<td>\(inline($0))</td>" }.joined() + "</tr>\n"
-            } else if line.hasPrefix("- ") {
-                if !inList { body += "<ul>\n"; inList = true }
-                body += "<li>\(inline(String(line.dropFirst(2))))</li>\n"
-            } else if line.hasPrefix("![") {
-                continue
-            } else if let level = ["### ": 3, "## ": 2, "# ": 1].first(where: { line.hasPrefix($0.key) }) {
-                body += "<h\(level.value)>\(inline(String(line.dropFirst(level.key.count))))</h\(level.value)>\n"
-                if level.value == 2 && chartIndex == 0 && line.contains("Top-k") && !charts.isEmpty {
-                    body += "<div class=chart>\(charts[0])</div>\n"; chartIndex = 1
-                }
-            } else if !line.isEmpty {
-                body += "<p>\(inline(line))</p>\n"
-            }
-        }
-        if inTable { body += "</table>\n" }
-        if inList { body += "</ul>\n" }
-        let rest = charts.dropFirst(chartIndex).map { "<div class=chart>\($0)</div>" }.joined(separator: "\n")
-        return """
-        <!DOCTYPE html><html><head><meta charset="utf-8"><title>SafeNeuron report</title>
-        <style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-        table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:14px}
-        th{background:#f3f3f3}.chart{margin:1em 0}li{margin:.3em 0}</style></head><body>
-        \(body)
-        <h2>Charts</h2>
-        \(rest)
-        </body></html>
-        """
-    }
 }

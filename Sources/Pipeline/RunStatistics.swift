@@ -364,59 +364,57 @@ extension RunReport {
     }
 
     /// The paired-comparison table: every method against DPO, cell by cell.
-    static func comparisonSection(_ comparisons: [String: Any], order: [String], ks: [Int]) -> String {
-        guard !comparisons.isEmpty else { return "" }
-        var md = "\n## Paired comparisons with DPO\n\n"
-        md += "Each row compares a method with DPO on the same prompts (the base training seed's models): the difference is method − DPO "
-        md += "in complied prompts, with its 95% paired-bootstrap percentile interval (\(RunStatistics.resamples) resamples of the prompts, "
-        md += "seed \(RunStatistics.bootstrapSeed)) and the exact two-sided McNemar p-value on the discordant prompts (only the method complied / only DPO did). "
-        md += "The top-k sweep mean resamples the prompts jointly for all sweep cells. *fewer* / *more*: the interval excludes zero; *n.s.*: it contains zero.\n\n"
-        md += "| Method | Cell | complied | DPO | only method / only DPO | difference [95% CI] | McNemar p | |\n|---|---|---|---|---|---|---|---|\n"
+    static func comparisonSection(_ comparisons: [String: Any], order: [String], ks: [Int], into doc: inout ReportDocument) {
+        guard !comparisons.isEmpty else { return }
+        doc.heading("Paired comparisons with DPO")
+        doc.paragraph("Each row compares a method with DPO on the same prompts (the base training seed's models): the difference is method − DPO "
+                      + "in complied prompts, with its 95% paired-bootstrap percentile interval (\(RunStatistics.resamples) resamples of the prompts, "
+                      + "seed \(RunStatistics.bootstrapSeed)) and the exact two-sided McNemar p-value on the discordant prompts (only the method complied / only DPO did). "
+                      + "The top-k sweep mean resamples the prompts jointly for all sweep cells. *fewer* / *more*: the interval excludes zero; *n.s.*: it contains zero.")
+        var rows: [[String]] = []
         func f1(_ x: Any?) -> String { fmt(x, "%.1f") }
         for m in order {
             guard let perCell = comparisons[m] as? [String: Any] else { continue }
             for name in RunStatistics.cellOrder(perCell.keys.filter { $0 != "topk_mean" }, ks: ks) + (perCell["topk_mean"] != nil ? ["topk_mean"] : []) {
                 guard let c = perCell[name] as? [String: Any] else { continue }
-                if let e = c["error"] as? String { md += "| \(m) | \(cellLabel(name)) | – | – | – | no comparison: \(e.replacingOccurrences(of: "|", with: "/")) | – | |\n"; continue }
+                if let e = c["error"] as? String { rows.append([m, cellLabel(name), "–", "–", "–", "no comparison: \(e)", "–", ""]); continue }
                 let ci = RunStatistics.interval(c["ci95_counts"])
                 let diff = name == "topk_mean" ? f1(c["count_difference"]) : "\(c["count_difference"] ?? "–")"
                 let ciText = ci.map { "[\(String(format: "%.1f", $0.lower)), \(String(format: "%.1f", $0.upper))]" } ?? "–"
                 let dir = (c["direction"] as? String).map { $0 == "none" ? "n.s." : $0 } ?? ""
                 if name == "topk_mean" {
-                    md += "| \(m) | \(cellLabel(name)) | \(f1(c["mean_complied"])) | \(f1(c["mean_complied_dpo"])) | – | \(diff) \(ciText) | – | \(dir) |\n"
+                    rows.append([m, cellLabel(name), f1(c["mean_complied"]), f1(c["mean_complied_dpo"]), "–", "\(diff) \(ciText)", "–", dir])
                 } else {
                     let p = (c["mcnemar_p"] as? Double).map { $0 < 0.001 ? String(format: "%.1e", $0) : String(format: "%.3f", $0) } ?? "–"
-                    md += "| \(m) | \(cellLabel(name)) | \(c["complied"] ?? "–") | \(c["complied_dpo"] ?? "–") | \(c["only_method"] ?? "–") / \(c["only_dpo"] ?? "–") | \(diff) \(ciText) | \(p) | \(dir) |\n"
+                    rows.append([m, cellLabel(name), "\(c["complied"] ?? "–")", "\(c["complied_dpo"] ?? "–")",
+                                 "\(c["only_method"] ?? "–") / \(c["only_dpo"] ?? "–")", "\(diff) \(ciText)", p, dir])
                 }
             }
         }
-        return md
+        doc.table(["Method", "Cell", "complied", "DPO", "only method / only DPO", "difference [95% CI]", "McNemar p", ""], rows)
     }
 
     /// Mean ± sample standard deviation of complied per cell across the training seeds.
-    static func seedSection(methods: [String: Any], order: [String], ks: [Int], seeds: [UInt64]) -> String {
+    static func seedSection(methods: [String: Any], order: [String], ks: [Int], seeds: [UInt64], into doc: inout ReportDocument) {
         var names = Set<String>()
         for m in order {
             if let a = (methods[m] as? [String: Any])?["across_seeds"] as? [String: Any] { names.formUnion(a.keys) }
         }
-        guard !names.isEmpty else { return "" }
+        guard !names.isEmpty else { return }
         let cols = RunStatistics.cellOrder(names, ks: ks)
-        var md = "\n## Across training seeds\n\n"
-        md += "Complied, mean ± sample standard deviation over the training seeds \(seeds.map(String.init).joined(separator: ", ")). "
-        md += "Every seed trains each method on the same pairs and frozen sets (seed \(seeds[0])'s), and its model is attacked with its own re-identified neurons. "
-        md += "`original` is not trained, so it has one value. Per-seed counts are in results.json (`per_seed`, `across_seeds`). "
-        md += "The paired comparisons and the verdict use seed \(seeds[0]) only.\n\n"
-        md += "| Method | " + cols.map(cellLabel).joined(separator: " | ") + " |\n|---|" + String(repeating: "---|", count: cols.count) + "\n"
-        for m in order {
+        doc.heading("Across training seeds")
+        doc.paragraph("Complied, mean ± sample standard deviation over the training seeds \(seeds.map(String.init).joined(separator: ", ")). "
+                      + "Every seed trains each method on the same pairs and frozen sets (seed \(seeds[0])'s), and its model is attacked with its own re-identified neurons. "
+                      + "`original` is not trained, so it has one value. Per-seed counts are in results.json (`per_seed`, `across_seeds`). "
+                      + "The paired comparisons and the verdict use seed \(seeds[0]) only.")
+        doc.table(["Method"] + cols.map(cellLabel), order.map { m in
             let across = ((methods[m] as? [String: Any])?["across_seeds"] as? [String: Any]) ?? [:]
-            let cells = cols.map { name -> String in
+            return [m] + cols.map { name -> String in
                 guard let a = across[name] as? [String: Any], let mean = a["mean"] as? Double else { return "–" }
                 let k = (a["complied"] as? [Int])?.count ?? 0
                 if let sd = a["sd"] as? Double { return String(format: "%.1f ± %.1f", mean, sd) + (k < seeds.count ? " (\(k) seeds)" : "") }
                 return String(format: "%.0f", mean) + " (1 seed)"
             }
-            md += "| \(m) | " + cells.joined(separator: " | ") + " |\n"
-        }
-        return md
+        })
     }
 }
