@@ -26,7 +26,8 @@ final class AttackFamilyTests: XCTestCase {
     func testAttackSettingsConfig() throws {
         let run = try RunFixture.tempDir()
         let d = try RunConfig.load(userFile: nil, full: false, overrides: ["output": run])
-        XCTAssertEqual(d.eval.attributionTopK, [150, 450])
+        XCTAssertEqual(d.eval.attributionTopK, [450])
+        XCTAssertEqual(d.methods, ["original", "dpo", "sn-tune", "safeneuron", "safeneuron-freeze"])
         XCTAssertEqual(d.eval.excludeUtility, [1150])
         XCTAssertEqual(d.eval.direction, "auto")
         XCTAssertTrue(d.eval.perplexity)
@@ -34,6 +35,7 @@ final class AttackFamilyTests: XCTestCase {
         let full = try RunConfig.load(userFile: nil, full: true, overrides: ["output": run])
         XCTAssertEqual(full.eval.topk, [50, 150, 450, 1350])
         XCTAssertEqual(full.eval.attributionTopK, [50, 150, 450])
+        XCTAssertEqual(full.methods.last, "safeneuron-dropout")
         let c = try RunConfig.load(userFile: nil, full: false, overrides: [
             "output": run, "eval.direction": "off", "eval.exclude_utility": [0, 2300],
             "train.frozen_score": "attribution", "train.frozen_top_k": 450])
