@@ -123,4 +123,61 @@ final class RunEndToEndTests: XCTestCase {
         XCTAssertEqual(try verdicts(XCTUnwrap(file(cell + "/summary.json"))) as NSDictionary, try verdicts(summary) as NSDictionary)
         XCTAssertTrue(fm.fileExists(atPath: runDir + "/results.json"))
     }
+
+    /// The other branches of the stage arguments, each parsed by its command's real parser because the stage runs:
+    /// on-policy pair generation, two rounds with the attribution-ranked frozen set re-identified each round, a
+    /// fixed direction layer, no capability stage, and two training seeds reported per seed and across seeds.
+    func testTinyRunWithSeedsRoundsAndAttributionFreeze() throws {
+        guard let exe = SafeNeuronBinary.url else { throw XCTSkip("safeneuron binary not built next to the tests") }
+        let fm = FileManager.default
+        let dir = fm.temporaryDirectory.appendingPathComponent("safeneuron-e2e-\(UUID().uuidString.prefix(8))").path
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { if (testRun?.failureCount ?? 0) == 0 { try? fm.removeItem(atPath: dir) } }
+        try Data(try TinyModel.gguf()).write(to: URL(fileURLWithPath: dir + "/tiny.gguf"))
+        let harmful = (1...12).map { "the harmful request number \($0) in a tin" }
+        let harmless = (1...12).map { "a kind question \($0) about the tea" }
+        try harmful.joined(separator: "\n").write(toFile: dir + "/harmful.txt", atomically: true, encoding: .utf8)
+        try harmless.joined(separator: "\n").write(toFile: dir + "/harmless.txt", atomically: true, encoding: .utf8)
+        let runDir = dir + "/run"
+        let config = """
+        model: \(dir)/tiny.gguf
+        output: \(runDir)
+        methods: [original, dpo, safeneuron, safeneuron-freeze]
+        rounds: 2
+        seeds: [0, 1]
+        identify: {harmful: \(dir)/harmful.txt, harmless: \(dir)/harmless.txt, max_prompts: 8, batch_size: 4}
+        pairs: {harmful: \(dir)/harmful.txt, harmless: \(dir)/harmless.txt, count: 8, max_tokens: 4, rejected_prune_k: 4}
+        train: {epochs: 1, batch_size: 2, max_length: 48, warmup_steps: 0, save_every: 1, frozen_top_k: 6, frozen_score: attribution}
+        eval: {max_tokens: 4, batch_size: 8, limit: 6, topk: [4], attribution_topk: [4], exclude_utility: [4], direction: 1, capability: false}
+        """
+        try config.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        // A random model answers nothing a pair can use, so on-policy pair generation runs (its arguments
+        // parsed) and stops with its own error, before any training.
+        let onPolicy = try run(exe, ["run", "--config", dir + "/config.yaml"])
+        XCTAssertNotEqual(onPolicy.status, 0)
+        XCTAssertTrue(onPolicy.stderr.contains("no preference pairs were kept"), onPolicy.stderr)
+        XCTAssertFalse(fm.fileExists(atPath: runDir + "/pairs.jsonl"))
+        // The rest runs on the user's pairs.
+        var pairs: [String] = []
+        for i in 0..<8 {
+            let prompt = i % 2 == 0 ? harmful[i] : harmless[i]
+            pairs.append(#"{"prompt": "\#(prompt)", "chosen": "no, i can not help", "rejected": "the tin is in the hat", "kind": "\#(i % 2 == 0 ? "safety" : "general")"}"#)
+        }
+        try pairs.joined(separator: "\n").write(toFile: dir + "/pairs.jsonl", atomically: true, encoding: .utf8)
+        try config.replacingOccurrences(of: "pairs: {harmful", with: "pairs: {file: \(dir)/pairs.jsonl, harmful")
+            .write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        let first = try run(exe, ["run", "--config", dir + "/config.yaml"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        for out in ["pairs.jsonl", "methods/safeneuron/round2/model/model.safetensors",
+                    "methods/safeneuron-freeze/round2/model/model.safetensors", "methods/dpo/seed1/model/model.safetensors",
+                    "report.md", "report.html"] {
+            XCTAssertTrue(fm.fileExists(atPath: runDir + "/" + out), "missing \(out)")
+        }
+        XCTAssertFalse(fm.fileExists(atPath: runDir + "/capability"), "capability: false still measured capability")
+        let results = try XCTUnwrap(try JSONSerialization.jsonObject(with: XCTUnwrap(file(runDir + "/results.json"))) as? [String: Any])
+        let dpo = try XCTUnwrap((results["methods"] as? [String: Any])?["dpo"] as? [String: Any])
+        let perSeed = try XCTUnwrap(dpo["per_seed"] as? [String: Any])
+        XCTAssertEqual(Set(perSeed.keys), ["0", "1"])
+        XCTAssertNotNil(dpo["across_seeds"])
+    }
 }

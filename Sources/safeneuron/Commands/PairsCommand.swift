@@ -53,6 +53,10 @@ struct PairsCommand: ParsableCommand {
             let outcome = try PairBuilder.build(model: m, harmful: harmfulPrompts, harmless: harmlessPrompts,
                                                 refusals: try PairBuilder.writtenRefusals(),
                                                 overRefusals: try PairBuilder.writtenRefusals(file: "overrefusals.txt"), rejectedAblation: ablation, settings: s)
+            // An empty pairs file would only fail later, in align; say here why nothing was kept.
+            guard !outcome.pairs.isEmpty else {
+                throw RuntimeError.invalidArgument("no preference pairs were kept from \(m.path) (\(outcome.stats.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))); nothing written to \(output)")
+            }
             try JSONLines.write(outcome.pairs, to: output)
             let statsData = try JSONSerialization.data(withJSONObject: outcome.stats, options: [.prettyPrinted, .sortedKeys])
             try AtomicFile.write(statsData, to: output + ".stats.json")
