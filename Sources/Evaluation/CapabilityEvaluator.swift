@@ -41,7 +41,8 @@ public struct ModelCapabilityScorer: CapabilityScoring {
         }
         var out: [Double] = []
         for lo in stride(from: 0, to: seqs.count, by: batchSize) {
-            out += try model.logprobs(Array(seqs[lo..<min(seqs.count, lo + batchSize)]), ablation: ablation).map(\.logprob)
+            // Consecutive pairs usually share their context (one question's choices, one few-shot block).
+            out += try model.logprobsSharingPrefixes(Array(seqs[lo..<min(seqs.count, lo + batchSize)]), ablation: ablation).map(\.logprob)
         }
         return out
     }

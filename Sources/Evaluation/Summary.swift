@@ -168,9 +168,12 @@ public struct CapabilitySummary: Codable, Equatable, Sendable {
     public var modelSHA256: String?
     public var pruneSet: PruneSetInfo?
     public var wallSeconds: Double
+    /// The standard benchmarks of `eval --benchmarks`, one entry each (their acc/acc_norm also appear in
+    /// `metrics` as `<benchmark>_acc` and `<benchmark>_acc_norm`).
+    public var benchmarks: [Benchmarks.Result]?
 
     enum CodingKeys: String, CodingKey {
-        case kind, method, metrics, settings
+        case kind, method, metrics, settings, benchmarks
         case primaryMetric = "primary_metric", modelSHA256 = "model_sha256", pruneSet = "prune_set", wallSeconds = "wall_seconds"
     }
 

@@ -140,6 +140,11 @@ public final class LanguageModel: @unchecked Sendable {
         try engine.sequenceLogProbs(sequences: pairs.map(\.ids), completionStarts: pairs.map(\.start), ablation: ablation)
     }
 
+    /// `logprobs` with the prompts' shared tokens (a few-shot block, a question with several choices) computed once.
+    public func logprobsSharingPrefixes(_ pairs: [(ids: [Int], start: Int)], ablation: NeuronSet? = nil) throws -> [(logprob: Double, tokens: Int)] {
+        try engine.sharedPrefixLogProbs(sequences: pairs.map(\.ids), completionStarts: pairs.map(\.start), ablation: ablation)
+    }
+
     /// `logprobs` with each prompt's keys/values kept in `prefixes` for later calls (intact weights only).
     public func logprobs(_ pairs: [(ids: [Int], start: Int)], reusingPrompts prefixes: PrefixCache) throws -> [(logprob: Double, tokens: Int)] {
         try engine.completionLogProbs(sequences: pairs.map(\.ids), completionStarts: pairs.map(\.start), prefixes: prefixes)

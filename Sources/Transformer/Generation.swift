@@ -161,6 +161,14 @@ public final class DecodeSession {
         return model.targetLogProbs(jobs, sequences: chunks.count)
     }
 
+    /// Appends `chunks[i]` to slot `slots[i]` without computing any logits, with f32 weights: prompt prefixes
+    /// that later chunks attend to.
+    public func prefill(_ chunks: [[Int]], to slots: [Int], ablation: NeuronSet? = nil) throws {
+        let plan = try plan(chunks, slots: slots, ablation: ablation)
+        model.runBody(plan, cache: cache, ablation: ablation, tap: nil, compact: nil)
+        for (i, s) in slots.enumerated() { lengths[s] += chunks[i].count }
+    }
+
     /// Copies the first `count` cached positions of slot `source` into slot `target`, whose own tokens are
     /// forgotten: sequences that share a prefix compute its keys/values once.
     public func copyPrefix(from source: Int, to target: Int, count: Int) throws {
@@ -286,6 +294,42 @@ extension LlamaModel {
             if n == 0 { break }
         }
         return max(0, n)
+    }
+
+    /// Σ log p(completion | prompt) for `sequences[s][completionStarts[s]...]`, equal to `sequenceLogProbs` but
+    /// computing shared prompt tokens once: the tokens every prompt of the call starts with (a few-shot block)
+    /// are prefilled once, each distinct prompt once more from there, and the choices that share a prompt
+    /// copy its keys and values. Works under ablation; nothing outlives the call.
+    public func sharedPrefixLogProbs(sequences: [[Int]], completionStarts: [Int],
+                                     ablation: NeuronSet? = nil) throws -> [(logprob: Double, tokens: Int)] {
+        try validate(sequences, completionStarts: completionStarts, source: "sharedPrefixLogProbs")
+        try validate(ablation)
+        if sequences.isEmpty { return [] }
+        // The scored chunk starts one token before the completion (that token's logits predict its first
+        // token), so the prompt part held in the cache is everything before it.
+        let heads = sequences.indices.map { Array(sequences[$0][..<(completionStarts[$0] - 1)]) }
+        let session = try DecodeSession(model: self, slots: sequences.count, maxLength: sequences.map(\.count).max()!)
+        var common = heads[0].count
+        for h in heads.dropFirst() {
+            var i = 0
+            while i < min(common, h.count) && h[i] == heads[0][i] { i += 1 }
+            common = i
+        }
+        if common > 0 {
+            try session.prefill([Array(heads[0][..<common])], to: [0], ablation: ablation)
+            for s in 1..<sequences.count { try session.copyPrefix(from: 0, to: s, count: common) }
+        }
+        var owner: [[Int]: Int] = [:]
+        var owners: [Int] = [], rests: [[Int]] = []
+        for (s, h) in heads.enumerated() where owner[h] == nil {
+            owner[h] = s
+            if h.count > common { owners.append(s); rests.append(Array(h[common...])) }
+        }
+        if !rests.isEmpty { try session.prefill(rests, to: owners, ablation: ablation) }
+        for (s, h) in heads.enumerated() where owner[h]! != s { try session.copyPrefix(from: owner[h]!, to: s, count: h.count) }
+        let sums = try session.appendScoring(sequences.indices.map { Array(sequences[$0][(completionStarts[$0] - 1)...]) },
+                                             to: Array(sequences.indices), ablation: ablation)
+        return sequences.indices.map { (sums[$0], sequences[$0].count - completionStarts[$0]) }
     }
 
     /// Σ log p(completion | prompt) for `sequences[s][completionStarts[s]...]`, like `sequenceLogProbs`, but

@@ -107,6 +107,37 @@ final class LlamaModelTests: XCTestCase {
         }
     }
 
+    /// Shared prompt tokens computed once (a few-shot block for all, one question's context for its choices)
+    /// give the log-probabilities of scoring every sequence alone, with and without ablation.
+    func testSharedPrefixLogProbsEqualScoringAlone() throws {
+        for name in Self.names {
+            let f = try Fixture.load(name)
+            let m = f.manifest
+            let block = Array(m.sequences[0].prefix(5)) + [3, 1, 4, 1, 5]
+            var seqs: [[Int]] = [], starts: [Int] = []
+            for (s, seq) in m.sequences.enumerated() {
+                let start = m.completion_starts[s]
+                // Two choices per prompt: the completion and its reverse, after the shared block.
+                for completion in [Array(seq[start...]), Array(seq[start...].reversed())] {
+                    seqs.append(block + Array(seq[..<start]) + completion); starts.append(block.count + start)
+                }
+            }
+            // A sequence whose prompt is only the shared block, and one completion of a single token.
+            seqs.append(block + [7, 8]); starts.append(block.count)
+            let ablation = try NeuronSet(layerCount: f.model.config.numHiddenLayers, intermediateSize: f.model.config.intermediateSize,
+                                         pairs: [(0, 1), (f.model.config.numHiddenLayers - 1, 2)])
+            for ab in [nil, ablation] {
+                let want = try f.model.sequenceLogProbs(sequences: seqs, completionStarts: starts, ablation: ab)
+                let got = try f.model.sharedPrefixLogProbs(sequences: seqs, completionStarts: starts, ablation: ab)
+                for s in got.indices {
+                    XCTAssertEqual(got[s].tokens, want[s].tokens)
+                    XCTAssertEqual(got[s].logprob, want[s].logprob, accuracy: 1e-4 * max(1, abs(want[s].logprob)), "\(name) seq \(s) ablated \(ab != nil)")
+                }
+            }
+            XCTAssertEqual(try f.model.sharedPrefixLogProbs(sequences: [], completionStarts: []).count, 0)
+        }
+    }
+
     func testPromptsSharingAPrefixGenerateAsAlone() throws {
         let f = try Fixture.load("llama3")
         f.model.decodeWeights = .f32

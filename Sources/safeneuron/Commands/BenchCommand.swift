@@ -129,7 +129,7 @@ struct BenchCommand: ParsableCommand {
 /// The benchmark workloads, each run once per process.
 struct BenchWorkloads {
     static let all = ["sgemm_2048", "sgemm_model", "forward_8x128", "forward_1x512", "train_8x256", "train_8x512",
-                      "generate_32x128", "generate_1x128", "decode_matvec", "decode_accuracy", "identify"]
+                      "generate_32x128", "generate_1x128", "decode_matvec", "decode_accuracy", "identify", "mc_shared_prefix"]
 
     let modelPath: String
     let quick: Bool
@@ -198,6 +198,7 @@ struct BenchWorkloads {
         case "decode_matvec": return try decodeMatvec(name)
         case "decode_accuracy": return try decodeAccuracy(name, prompts: quick ? 8 : 20, newTokens: quick ? 32 : 64)
         case "identify": return try identify(name, perGroup: quick ? 8 : 24)
+        case "mc_shared_prefix": return try sharedPrefixScoring(name, docs: quick ? 8 : 16)
         default: throw RuntimeError.invalidArgument("unknown workload \(name)")
         }
     }
@@ -408,6 +409,43 @@ struct BenchWorkloads {
         for p in harmful + harmless { flops += FlopCount.prefill(length: try m.encodeChat(user: p).count, logitRows: 0, c) }
         var r = record(name, shape: "\(2 * perGroup) prompts", units: Double(2 * perGroup), unit: "prompts/s", flops: flops, timing: t)
         r["note"] = "NeuronIdentifier.run (forward with activation tap, no LM head) incl. statistics"
+        return r
+    }
+
+    /// 5-shot multiple-choice scoring as `eval --benchmarks` runs it: calls of 16 sequences (4 documents × 4
+    /// choices) that share a 400-token few-shot block and, per document, a 40-token question; 8-token choices.
+    /// Shared-prefix scoring against scoring every sequence whole; both give the same log-likelihoods.
+    func sharedPrefixScoring(_ name: String, docs: Int) throws -> [String: Any] {
+        let m = try loadModel(), c = m.config
+        let block = Self.tokens(count: 400, seed: 77, vocab: c.vocabSize)
+        var calls: [[(ids: [Int], start: Int)]] = [[]]
+        for d in 0..<docs {
+            let question = Self.tokens(count: 40, seed: UInt64(100 + d), vocab: c.vocabSize)
+            for k in 0..<4 {
+                let choice = Self.tokens(count: 8, seed: UInt64(1000 + 4 * d + k), vocab: c.vocabSize)
+                if calls[calls.count - 1].count == 16 { calls.append([]) }
+                calls[calls.count - 1].append((block + question + choice, block.count + question.count))
+            }
+        }
+        let reps = quick ? 2 : 3
+        let whole = try time(name + " (whole)", warmup: 1, reps: reps) {
+            for call in calls { _ = try m.logprobs(call) }
+        }
+        let shared = try time(name + " (shared)", warmup: 1, reps: reps) {
+            for call in calls { _ = try m.logprobsSharingPrefixes(call) }
+        }
+        var worst = 0.0
+        for call in calls {
+            for (a, b) in zip(try m.logprobs(call), try m.logprobsSharingPrefixes(call)) { worst = max(worst, abs(a.logprob - b.logprob)) }
+        }
+        let tokens = calls.flatMap { $0 }.reduce(0) { $0 + $1.ids.count }
+        let flops = calls.flatMap { $0 }.reduce(0.0) { $0 + FlopCount.prefill(length: $1.ids.count, logitRows: 8, c) }
+        var r = record(name, shape: "\(docs) docs × 4 choices, 400+40+8 tokens", units: Double(docs), unit: "docs/s",
+                       flops: flops, timing: shared)
+        r["whole_median_seconds"] = whole.0
+        r["speedup"] = whole.0 / shared.0
+        r["max_abs_logprob_difference"] = worst
+        r["note"] = "LanguageModel.logprobsSharingPrefixes vs logprobs on the same \(tokens) tokens; gflops counts the whole-sequence work"
         return r
     }
 }

@@ -69,7 +69,11 @@ struct EvalCommand: ParsableCommand {
     var stopAtRefusal = false
     @Flag(help: "Capability suite without the generated GSM-style maths (perplexity and multiple choice only).")
     var noGsm = false
-    @Option(help: "Only the first N prompts.") var limit: Int?
+    @Option(help: "Only the first N prompts (with --benchmarks: a seeded subset of N documents per benchmark).") var limit: Int?
+    @Option(help: ArgumentHelp("Capability suite: these standard benchmarks instead of the built-in sets, scored like lm-evaluation-harness (acc, acc_norm by continuation bytes, standard errors): \(Benchmarks.names.joined(separator: ", ")).", valueName: "list"))
+    var benchmarks: String?
+    @Option(help: "Few-shot examples per --benchmarks context: 0 or 5 (the OLMES request files' own).") var shots = 0
+    @Option(help: "Seed of the --limit subsets of --benchmarks.") var subsetSeed: UInt64 = 0
     @Option(help: "A system message before each prompt.") var system: String?
     @Flag(help: "Safety suite: also measure the (pruned) model's perplexity on data/perplexity.txt into DIR/perplexity.json, the fluency side of an attack cell.")
     var perplexity = false
@@ -81,6 +85,14 @@ struct EvalCommand: ParsableCommand {
         if maxTokens < 1 { throw ValidationError("--max-tokens must be ≥ 1") }
         if batchSize < 1 { throw ValidationError("--batch-size must be ≥ 1") }
         if let l = limit, l < 1 { throw ValidationError("--limit must be ≥ 1") }
+        if ![0, 5].contains(shots) { throw ValidationError("--shots must be 0 or 5") }
+        if let b = benchmarks {
+            if !["capability", "all"].contains(suite) { throw ValidationError("--benchmarks needs --suite capability (or all)") }
+            for name in EvalCommand.benchmarkList(b) where !Benchmarks.names.contains(name) {
+                throw ValidationError("--benchmarks: unknown benchmark '\(name)' (known: \(Benchmarks.names.joined(separator: ", ")))")
+            }
+            if EvalCommand.benchmarkList(b).isEmpty { throw ValidationError("--benchmarks: empty list") }
+        }
         if !(judging.fluencyThreshold > 0) { throw ValidationError("--fluency-threshold must be > 0") }
         do { _ = try judging.spec() } catch { throw ValidationError(String(describing: error)) }
         if !["union", "es", "sas", "topk"].contains(pruning.pruneSet) { throw ValidationError("--prune-set must be union, es, sas or topk") }
@@ -196,7 +208,13 @@ struct EvalCommand: ParsableCommand {
                 let s = try SafetyEvaluator(model: m, ablation: ablation, config: cfg).run(prompts: prompts, judge: rules, output: dir)
                 Progress.note("over-refusal \(s.refused)/\(s.asr.total) (\(String(format: "%.1f", s.refusalRate.percent))%) → \(dir.path)")
             }
-            if all || suite == "capability" {
+            if (all || suite == "capability"), let list = benchmarks {
+                let dir = all ? out.appendingPathComponent("capability") : out
+                let scorer = ModelCapabilityScorer(model: m, ablation: ablation, batchSize: min(batchSize, 16))
+                let s = try BenchmarkRun(names: EvalCommand.benchmarkList(list), shots: shots, limit: limit, seed: subsetSeed)
+                    .run(scorer, method: label, output: dir, settings: extra, modelSHA256: sha, pruneSet: pruneInfo)
+                Progress.note("benchmarks " + (s.benchmarks ?? []).map { "\($0.benchmark) acc \(String(format: "%.4f", $0.acc)) acc_norm \(String(format: "%.4f", $0.accNorm))" }.joined(separator: ", ") + " → \(dir.path)")
+            } else if all || suite == "capability" {
                 var inputs = try CapabilityEvaluator.Inputs.load(dataFolder: DataPaths.projectData)
                 if noGsm { inputs.gsm = [] }
                 let dir = all ? out.appendingPathComponent("capability") : out
@@ -206,6 +224,10 @@ struct EvalCommand: ParsableCommand {
                 Progress.note("capability " + c.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.4g", $0.value))" }.joined(separator: ", ") + " → \(dir.path)")
             }
         }
+    }
+
+    static func benchmarkList(_ text: String) -> [String] {
+        text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
     }
 
     /// Built-in name, else the prompt file's name.
