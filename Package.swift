@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"4.0.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
@@ -22,7 +23,8 @@ let package = Package(
         .target(name: "Runtime", dependencies: ["Tensors", "ModelFiles", "Tokenization", "Transformer"]),
         .target(name: "SafetyNeurons", dependencies: ["Tensors", "ModelFiles", "Transformer", "Runtime"]),
         .target(name: "Alignment", dependencies: ["Tensors", "Transformer", "Runtime"]),
-        .target(name: "Evaluation", dependencies: ["Tensors", "Tokenization", "Transformer", "Runtime"]),
+        .target(name: "Evaluation", dependencies: ["Tensors", "Tokenization", "Transformer", "Runtime",
+                                                  .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Pipeline", dependencies: ["Runtime", "ModelFiles", "Transformer", "SafetyNeurons", "Alignment", "Evaluation",
                                                 .product(name: "Yams", package: "Yams"),
                                                 .product(name: "Mustache", package: "swift-mustache")]),
