@@ -24,18 +24,26 @@ final class RunEndToEndTests: XCTestCase {
 
     func file(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
 
+    /// A fresh folder holding the tiny model and `count` harmful and harmless prompt lines; kept when the test
+    /// fails, for a look at the run folder.
+    func tinyRunFolder(prompts count: Int) throws -> (dir: String, harmful: [String], harmless: [String]) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("safeneuron-e2e-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { [weak self] in
+            if (self?.testRun?.failureCount ?? 0) == 0 { try? FileManager.default.removeItem(atPath: dir) }
+        }
+        try Data(try TinyModel.gguf()).write(to: URL(fileURLWithPath: dir + "/tiny.gguf"))
+        let harmful = (1...count).map { "the harmful request number \($0) in a tin" }
+        let harmless = (1...count).map { "a kind question \($0) about the tea" }
+        try harmful.joined(separator: "\n").write(toFile: dir + "/harmful.txt", atomically: true, encoding: .utf8)
+        try harmless.joined(separator: "\n").write(toFile: dir + "/harmless.txt", atomically: true, encoding: .utf8)
+        return (dir, harmful, harmless)
+    }
+
     func testTinyRunEndToEndSkipsWhenDoneAndResumes() throws {
         guard let exe = SafeNeuronBinary.url else { throw XCTSkip("safeneuron binary not built next to the tests") }
         let fm = FileManager.default
-        let dir = fm.temporaryDirectory.appendingPathComponent("safeneuron-e2e-\(UUID().uuidString.prefix(8))").path
-        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        // Kept when the test fails, for a look at the run folder.
-        defer { if (testRun?.failureCount ?? 0) == 0 { try? fm.removeItem(atPath: dir) } }
-        try Data(try TinyModel.gguf()).write(to: URL(fileURLWithPath: dir + "/tiny.gguf"))
-        let harmful = (1...10).map { "the harmful request number \($0) in a tin" }
-        let harmless = (1...10).map { "a kind question \($0) about the tea" }
-        try harmful.joined(separator: "\n").write(toFile: dir + "/harmful.txt", atomically: true, encoding: .utf8)
-        try harmless.joined(separator: "\n").write(toFile: dir + "/harmless.txt", atomically: true, encoding: .utf8)
+        let (dir, harmful, harmless) = try tinyRunFolder(prompts: 10)
         // A random tiny model writes no usable answers, so the pairs are the user's own (`pairs.file`), in TRL's
         // conversational format, labelled for the attribution's safety and utility sets.
         var pairs: [String] = []
@@ -130,14 +138,7 @@ final class RunEndToEndTests: XCTestCase {
     func testTinyRunWithSeedsRoundsAndAttributionFreeze() throws {
         guard let exe = SafeNeuronBinary.url else { throw XCTSkip("safeneuron binary not built next to the tests") }
         let fm = FileManager.default
-        let dir = fm.temporaryDirectory.appendingPathComponent("safeneuron-e2e-\(UUID().uuidString.prefix(8))").path
-        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { if (testRun?.failureCount ?? 0) == 0 { try? fm.removeItem(atPath: dir) } }
-        try Data(try TinyModel.gguf()).write(to: URL(fileURLWithPath: dir + "/tiny.gguf"))
-        let harmful = (1...12).map { "the harmful request number \($0) in a tin" }
-        let harmless = (1...12).map { "a kind question \($0) about the tea" }
-        try harmful.joined(separator: "\n").write(toFile: dir + "/harmful.txt", atomically: true, encoding: .utf8)
-        try harmless.joined(separator: "\n").write(toFile: dir + "/harmless.txt", atomically: true, encoding: .utf8)
+        let (dir, harmful, harmless) = try tinyRunFolder(prompts: 12)
         let runDir = dir + "/run"
         let config = """
         model: \(dir)/tiny.gguf

@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_identify import (DEFAULT_BINARY, DEFAULT_MODEL, HARMLESS, chat_ids, down_proj_modules, finish, ids_of,
-                            jaccard, read_safetensors, run)
+                            jaccard, load_model, read_safetensors, run)
 
 
 def read_pairs(path, limit):
@@ -145,14 +144,7 @@ def main():
     (work / "harmless.txt").write_text("\n".join(HARMLESS[:8]) + "\n")
     print(f"{len(safety)} safety and {len(general)} general pairs from {args.pairs}")
 
-    model_path = Path(args.model)
-    if model_path.is_dir():
-        tok = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    else:
-        tok = AutoTokenizer.from_pretrained(model_path.parent, gguf_file=model_path.name)
-        model = AutoModelForCausalLM.from_pretrained(model_path.parent, gguf_file=model_path.name, dtype=torch.float32)
-    model.eval()
+    tok, model = load_model(args.model)
     t = time.time()
     ref_s, ref_u = reference_scores(model, tok, safety, general)
     print(f"reference attribution: {time.time() - t:.1f} s")

@@ -24,11 +24,9 @@ import argparse, json, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-DEFAULT_MODEL = ROOT / "vendor-data" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_BINARY = ROOT / ".build" / "release" / "safeneuron"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_identify import DEFAULT_BINARY, DEFAULT_MODEL, ROOT, finish, load_model
 FILES = {  # benchmark -> (0-shot file, query as context), 5-shot file
     "arc_challenge": (("arc_challenge/test_rc_5shot.jsonl", True), "arc_challenge/test_rc_5shot.jsonl"),
     "arc_easy": (("arc_easy/test_rc_5shot.jsonl", True), "arc_easy/test_rc_5shot.jsonl"),
@@ -97,14 +95,7 @@ def main():
     ours = [json.loads(l) for l in (out / "benchmark_items.jsonl").read_text().splitlines() if l.strip()]
     summary = json.loads((out / "summary.json").read_text())
 
-    model_path = Path(args.model)
-    if model_path.is_dir():
-        tok = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    else:
-        tok = AutoTokenizer.from_pretrained(model_path.parent, gguf_file=model_path.name)
-        model = AutoModelForCausalLM.from_pretrained(model_path.parent, gguf_file=model_path.name, dtype=torch.float32)
-    model.eval()
+    tok, model = load_model(args.model)
     failures = []
     for name in args.benchmarks.split(","):
         (zero, query), five = FILES[name]
@@ -135,10 +126,7 @@ def main():
             failures.append(f"{name}: log-likelihood differs by {worst:.4f} nats > {args.tolerance}")
         if abs(res["acc"] - ref_acc) > 0.005 or abs(res["acc_norm"] - ref_norm) > 0.005:
             failures.append(f"{name}: acc/acc_norm differ by more than 0.5 points")
-    if failures:
-        print("FAILED:\n  " + "\n  ".join(failures))
-        sys.exit(1)
-    print("all checks passed")
+    finish(failures)
 
 
 if __name__ == "__main__":

@@ -388,6 +388,18 @@ def main():
     return finish(failures)
 
 
+def load_model(path):
+    """Tokenizer and f32 model of a GGUF file (transformers' gguf_file loader) or a Hugging Face folder, in eval mode."""
+    path = Path(path)
+    if path.is_dir():
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    else:
+        tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    return tok, model.eval()
+
+
 def finish(failures):
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
