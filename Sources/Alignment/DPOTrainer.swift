@@ -86,10 +86,10 @@ public enum TrainerError: Error, CustomStringConvertible {
     }
 }
 
-/// DPO training loop over a `LlamaWeights` (updated in place) with frozen/ablated or SN-Tune-only neurons.
+/// DPO training loop over a `ModelWeights` (updated in place) with frozen/ablated or SN-Tune-only neurons.
 public final class DPOTrainer {
     public let config: TrainerConfig
-    public let weights: LlamaWeights
+    public let weights: ModelWeights
     public let neurons: NeuronSet?
     public let model: TrainingModel
     public let optimizer: Optimizer
@@ -98,7 +98,7 @@ public final class DPOTrainer {
     public let stepsPerEpoch: Int
 
     let pairs: [(chosen: TrainingSequence, rejected: TrainingSequence)]
-    let grads: LlamaGradients
+    let grads: ModelGradients
     /// Reference Σ logp per example: [state][example] with state 0 = no ablation, 1 = ablated.
     var refChosen: [[Double]] = [], refRejected: [[Double]] = []
     var rng: SplitMix64
@@ -113,7 +113,7 @@ public final class DPOTrainer {
         var refChosen: [[Double]], refRejected: [[Double]], config: TrainerConfig
     }
 
-    public init(weights: LlamaWeights, examples: [PreferenceExample], neurons: NeuronSet?, config: TrainerConfig) throws {
+    public init(weights: ModelWeights, examples: [PreferenceExample], neurons: NeuronSet?, config: TrainerConfig) throws {
         guard config.batchSize > 0, config.gradientAccumulationSteps > 0, config.epochs > 0 else {
             throw TrainerError.invalidConfig(reason: "batch size, accumulation and epochs must be positive")
         }
@@ -150,7 +150,7 @@ public final class DPOTrainer {
         }
         pairs = ps
         model = try TrainingModel(weights: weights, recomputeLayers: config.recomputeLayers)
-        grads = LlamaGradients(config: c)
+        grads = ModelGradients(config: c)
         let mask = neurons.map { ParameterMask(config: c, neurons: $0, mode: config.maskMode) }
         optimizer = Optimizer(kind: config.optimizer, config: c, mask: mask, weightDecay: config.weightDecay,
                               beta1: config.adamBeta1, beta2: config.adamBeta2, eps: config.adamEpsilon)

@@ -18,34 +18,36 @@ public struct TensorMask: Sendable, Equatable {
     }
 }
 
-/// Per-parameter masks aligned with `LlamaWeights.namedParameters` (nil = fully trainable).
+/// Per-parameter masks aligned with `ModelWeights.namedParameters` (nil = fully trainable).
 public struct ParameterMask: Sendable {
     public let masks: [TensorMask?]
 
-    public init(config c: LlamaConfig, neurons: NeuronSet, mode: MaskMode) {
-        let probe = LlamaWeights(config: LlamaConfig(modelType: c.modelType, vocabSize: 1, hiddenSize: 2, intermediateSize: 1,
-                                                     numHiddenLayers: c.numHiddenLayers, numAttentionHeads: 1,
-                                                     numKeyValueHeads: 1, headDim: 2, tieWordEmbeddings: c.tieWordEmbeddings,
-                                                     attentionBias: c.attentionBias))
+    public init(config c: ModelConfig, neurons: NeuronSet, mode: MaskMode) {
+        // The parameter list of a miniature model with the same recipe: same names and order, no real allocation.
+        var miniature = c
+        miniature.vocabSize = 1; miniature.hiddenSize = 2; miniature.intermediateSize = 1
+        miniature.numAttentionHeads = 1; miniature.numKeyValueHeads = 1; miniature.headDim = 2
+        let probe = ModelWeights(config: miniature)
+        let names = c.architecture.tensorNames
         var out: [TensorMask?] = []
         for (name, _) in probe.namedParameters {
-            var layer: Int?, kind = ""
+            var layer: Int?
             let parts = name.split(separator: ".")
-            if parts.count > 3, parts[0] == "model", parts[1] == "layers", let l = Int(parts[2]) {
-                layer = l; kind = parts[3..<parts.count - 1].joined(separator: ".")
-            }
+            if parts.count > 3, parts[0] == "model", parts[1] == "layers", let l = Int(parts[2]) { layer = l }
+            let role = names.role(ofHF: name)
             var inSet = [Bool](repeating: false, count: c.intermediateSize)
             if let layer, layer < neurons.layerCount { for j in neurons.perLayer[layer] where j < c.intermediateSize { inSet[j] = true } }
-            let isNeuronTensor = kind == "mlp.gate_proj" || kind == "mlp.up_proj" || kind == "mlp.down_proj"
+            // Neuron j is row j of gate/up and column j of down.
+            let isNeuronTensor = role == .gateProj || role == .upProj || role == .downProj
             switch mode {
             case .freeze:
                 if isNeuronTensor, inSet.contains(true) {
-                    out.append(kind == "mlp.down_proj" ? TensorMask(frozenCols: inSet) : TensorMask(frozenRows: inSet))
+                    out.append(role == .downProj ? TensorMask(frozenCols: inSet) : TensorMask(frozenRows: inSet))
                 } else { out.append(nil) }
             case .trainOnly:
                 if isNeuronTensor {
                     let inv = inSet.map { !$0 }
-                    out.append(kind == "mlp.down_proj" ? TensorMask(frozenCols: inv) : TensorMask(frozenRows: inv))
+                    out.append(role == .downProj ? TensorMask(frozenCols: inv) : TensorMask(frozenRows: inv))
                 } else { out.append(TensorMask(all: true)) }
             }
         }
@@ -55,7 +57,7 @@ public struct ParameterMask: Sendable {
     public init(masks: [TensorMask?]) { self.masks = masks }
 
     /// Zeroes the gradient of every frozen element.
-    public func apply(to grads: LlamaGradients) {
+    public func apply(to grads: ModelGradients) {
         for ((_, t), m) in zip(grads.namedParameters, masks) {
             guard let m else { continue }
             forEachFrozen(t, m) { $0 = 0 }
@@ -71,7 +73,7 @@ public struct ParameterMask: Sendable {
 /// Gradient clipping like torch.nn.utils.clip_grad_norm_: total 2-norm over all gradients; when
 /// max/(norm+1e-6) < 1 every gradient is scaled by it. Returns the norm before clipping.
 @discardableResult
-public func clipGradNorm(_ grads: LlamaGradients, maxNorm: Double) -> Double {
+public func clipGradNorm(_ grads: ModelGradients, maxNorm: Double) -> Double {
     let norm = grads.globalNorm()
     let coef = maxNorm / (norm + 1e-6)
     if coef < 1 { grads.scale(by: Float(coef)) }
@@ -80,7 +82,7 @@ public func clipGradNorm(_ grads: LlamaGradients, maxNorm: Double) -> Double {
 
 public enum OptimizerKind: String, Codable, Sendable { case adamw, sgd }
 
-/// AdamW / SGD with PyTorch semantics over `LlamaWeights`, honouring a `ParameterMask`: a frozen element gets
+/// AdamW / SGD with PyTorch semantics over `ModelWeights`, honouring a `ParameterMask`: a frozen element gets
 /// no gradient, no weight decay and no moment update, so it stays bit-identical.
 public final class Optimizer: @unchecked Sendable {
     public let kind: OptimizerKind
@@ -89,14 +91,14 @@ public final class Optimizer: @unchecked Sendable {
     public var decayNormsAndBiases = false
     public private(set) var stepCount = 0
     public let mask: ParameterMask?
-    let m: LlamaGradients?, v: LlamaGradients?
+    let m: ModelGradients?, v: ModelGradients?
 
-    public init(kind: OptimizerKind, config: LlamaConfig, mask: ParameterMask?, weightDecay: Double = 0,
+    public init(kind: OptimizerKind, config: ModelConfig, mask: ParameterMask?, weightDecay: Double = 0,
                 beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8) {
         self.kind = kind; self.mask = mask; self.weightDecay = weightDecay
         self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
-        m = kind == .adamw ? LlamaGradients(config: config) : nil
-        v = kind == .adamw ? LlamaGradients(config: config) : nil
+        m = kind == .adamw ? ModelGradients(config: config) : nil
+        v = kind == .adamw ? ModelGradients(config: config) : nil
     }
 
     /// Moment tensors for checkpoints, named "adam.m/<param>", "adam.v/<param>".
@@ -108,7 +110,7 @@ public final class Optimizer: @unchecked Sendable {
     public func restore(stepCount: Int) { self.stepCount = stepCount }
 
     /// One update with learning rate `lr`. Gradients of frozen elements are ignored (and not read).
-    public func step(_ weights: LlamaWeights, _ grads: LlamaGradients, lr: Double) {
+    public func step(_ weights: ModelWeights, _ grads: ModelGradients, lr: Double) {
         stepCount += 1
         let params = weights.namedParameters, gs = grads.namedParameters
         let ms = m?.namedParameters, vs = v?.namedParameters

@@ -36,10 +36,10 @@ extension LanguageModel {
     /// tensor names, its Q/K row order re-applied for `llama`-architecture models, tied embeddings kept tied (no
     /// `output.weight`), the architecture's hyper-parameters, the tokenizer (copied verbatim from a GGUF source,
     /// else rebuilt from tokenizer.json), special tokens and the chat template.
-    public func exportGGUF(to path: String, type: GGUFExportType, weights override: LlamaWeights? = nil) throws {
+    public func exportGGUF(to path: String, type: GGUFExportType, weights override: ModelWeights? = nil) throws {
         let w = override ?? weights
         let c = w.config
-        guard c.ropeScaling == nil else {
+        guard c.ropeScaling == nil || c.ropeScaling?.ropeType == "linear" else {
             throw RuntimeError.unsupported(path: self.path, reason: "GGUF export of scaled RoPE (\(c.ropeScaling!.ropeType)): llama.cpp needs a rope_freqs tensor this exporter does not write yet; export the Hugging Face folder instead")
         }
         for (name, t) in w.namedParameters {
@@ -47,54 +47,59 @@ extension LanguageModel {
                 throw NumericalError.nonFiniteWeight(path: path, tensor: name, index: i, value: t.buffer[i])
             }
         }
-        let arch = c.modelType == "qwen2" ? "qwen2" : "llama"
+        let description = c.architecture
+        let (arch, keys) = description.ggufMetadata(c)
         var meta: [(String, GGUFValue)] = [
             ("general.architecture", .string(arch)),
             ("general.name", .string(displayName)),
             ("general.file_type", .uint32(type.fileType)),
-            ("\(arch).context_length", .uint32(UInt32(c.maxPositionEmbeddings))),
-            ("\(arch).embedding_length", .uint32(UInt32(c.hiddenSize))),
-            ("\(arch).block_count", .uint32(UInt32(c.numHiddenLayers))),
-            ("\(arch).feed_forward_length", .uint32(UInt32(c.intermediateSize))),
-            ("\(arch).attention.head_count", .uint32(UInt32(c.numAttentionHeads))),
-            ("\(arch).attention.head_count_kv", .uint32(UInt32(c.numKeyValueHeads))),
-            ("\(arch).rope.dimension_count", .uint32(UInt32(c.headDim))),
-            ("\(arch).rope.freq_base", .float32(Float(c.ropeTheta))),
-            ("\(arch).attention.layer_norm_rms_epsilon", .float32(Float(c.rmsNormEps))),
-            ("\(arch).vocab_size", .uint32(UInt32(c.vocabSize))),
         ]
-        if c.headDim * c.numAttentionHeads != c.hiddenSize {
-            meta += [("\(arch).attention.key_length", .uint32(UInt32(c.headDim))),
-                     ("\(arch).attention.value_length", .uint32(UInt32(c.headDim)))]
+        for (key, value) in keys {
+            switch value {
+            case .uint32(let v): meta.append((key, .uint32(v)))
+            case .float32(let v): meta.append((key, .float32(v)))
+            case .string(let v): meta.append((key, .string(v)))
+            case .bool(let v): meta.append((key, .bool(v)))
+            }
         }
         meta += try ggufTokenizerMetadata(vocabularySize: c.vocabSize)
 
         // Tensors in llama.cpp's names and order; the data is produced one tensor at a time.
         var plans: [GGUFStreamWriter.TensorPlan] = []
         var sources: [(tensor: Tensor, permuteHeads: Int?)] = []
+        let names = description.tensorNames
         for (name, t) in w.namedParameters {
-            guard let gguf = GGUFLayout.ggufName(forHF: name) else {
+            guard let gguf = names.ggufName(forHF: name) else {
                 throw RuntimeError.unsupported(path: self.path, reason: "GGUF export of tensor \(name)")
             }
             let dims = Array(t.shape.reversed())
             plans.append(GGUFStreamWriter.TensorPlan(name: gguf, dims: dims, type: type.storage(dims: dims)))
             var heads: Int?
-            if arch == "llama" {
-                if name.hasSuffix("self_attn.q_proj.weight") || name.hasSuffix("self_attn.q_proj.bias") { heads = c.numAttentionHeads }
-                if name.hasSuffix("self_attn.k_proj.weight") || name.hasSuffix("self_attn.k_proj.bias") { heads = c.numKeyValueHeads }
+            if description.ggufPermutesQK {
+                switch names.role(ofHF: name) {
+                case .qProj?, .qBias?: heads = c.numAttentionHeads
+                case .kProj?, .kBias?: heads = c.numKeyValueHeads
+                default: break
+                }
             }
             sources.append((t, heads))
         }
+        let shift = description.ggufNormShift
         let writer = GGUFStreamWriter(metadata: meta, tensors: plans)
         try writer.write(path: path) { i in
             let (t, heads) = sources[i]
-            guard let heads else { return try GGUFEncoding.encode(UnsafeBufferPointer(t.buffer), as: plans[i].type) }
-            // llama.cpp's adjacent-pair RoPE order, on a copy (the model's own weights stay in HF order).
+            let shifted = shift != 0 && plans[i].name.hasSuffix("norm.weight")
+            guard heads != nil || shifted else { return try GGUFEncoding.encode(UnsafeBufferPointer(t.buffer), as: plans[i].type) }
+            // On a copy: the model's own weights stay in HF order and form.
             let copy = UnsafeMutablePointer<Float>.allocate(capacity: t.count)
             defer { copy.deallocate() }
             copy.update(from: t.pointer, count: t.count)
-            let rows = t.shape[0]
-            GGUFLayout.permuteRows(copy, rows: rows, columns: t.count / rows, heads: heads)
+            if let heads {
+                // llama.cpp's adjacent-pair RoPE order.
+                let rows = t.shape[0]
+                GGUFLayout.permuteRows(copy, rows: rows, columns: t.count / rows, heads: heads)
+            }
+            if shifted { for j in 0..<t.count { copy[j] += shift } }   // llama.cpp computes w·x̂: store w + 1
             return try GGUFEncoding.encode(UnsafeBufferPointer(start: copy, count: t.count), as: plans[i].type)
         }
     }

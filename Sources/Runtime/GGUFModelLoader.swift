@@ -6,39 +6,44 @@ import Transformer
 /// Loads a llama.cpp GGUF file: architecture from metadata, weights dequantised to f32 in Hugging Face
 /// layout, tokenizer from `tokenizer.ggml.*`, chat template from `tokenizer.chat_template`.
 enum GGUFModelLoader {
-    static let architectures: Set<String> = ["llama", "qwen2", "mistral"]
-
     static func load(path: String) throws -> LanguageModel {
         let file = try GGUFFile(path: path)
         let config = try config(of: file)
+        let arch = config.architecture
         let stored = file.tensorInfos.reduce(0) { $0 &+ $1.elementCount }
         guard let needed = config.parameterCount, needed <= stored else {
             throw RuntimeError.badFile(path: path, reason: "the metadata describes \(config.parameterCount.map(String.init) ?? "too many") parameters but the file stores \(stored)")
         }
-        let weights = LlamaWeights(config: config)
+        let weights = ModelWeights(config: config)
         let byName = Dictionary(uniqueKeysWithValues: weights.namedParameters.map { ($0.0, $0.1) })
         var filled = Set<String>()
         var typeCounts: [String: Int] = [:]
         for info in file.tensorInfos {
             typeCounts[info.type.name, default: 0] += 1
-            guard let hfName = GGUFLayout.hfName(forGGUF: info.name) else { continue }
+            guard let hfName = arch.tensorNames.hfName(forGGUF: info.name) else { continue }
             guard let target = byName[hfName] else {
-                if hfName == "lm_head.weight" { continue }   // tied model that still ships output.weight
+                if hfName == arch.tensorNames.lmHead.hf { continue }   // tied model that still ships output.weight
                 throw RuntimeError.badFile(path: path, reason: "tensor '\(info.name)' does not fit a \(config.numHiddenLayers)-layer \(config.modelType) model")
             }
             guard info.shape == target.shape else {
                 throw RuntimeError.badFile(path: path, reason: "tensor '\(info.name)' has shape \(info.shape), expected \(target.shape)")
             }
             try file.decodeFloats(info.name, into: target.buffer)
-            if config.modelType != "qwen2" {
+            let role = arch.tensorNames.role(ofHF: hfName)
+            if arch.ggufPermutesQK {
                 // llama.cpp permuted Q/K rows for its adjacent-pair RoPE; undo it for HF's rotate_half.
-                if hfName.hasSuffix("self_attn.q_proj.weight") || hfName.hasSuffix("self_attn.q_proj.bias") {
+                if role == .qProj || role == .qBias {
                     GGUFLayout.unpermuteRows(target.pointer, rows: config.qDim, columns: target.count / config.qDim,
                                              heads: config.numAttentionHeads)
-                } else if hfName.hasSuffix("self_attn.k_proj.weight") || hfName.hasSuffix("self_attn.k_proj.bias") {
+                } else if role == .kProj || role == .kBias {
                     GGUFLayout.unpermuteRows(target.pointer, rows: config.kvDim, columns: target.count / config.kvDim,
                                              heads: config.numKeyValueHeads)
                 }
+            }
+            if arch.ggufNormShift != 0, hfName.hasSuffix("norm.weight") {
+                // Stored as w + shift for llama.cpp's w·x̂; HF keeps w (transformers subtracts it the same way, in f32).
+                let p = target.pointer, shift = arch.ggufNormShift
+                for i in 0..<target.count { p[i] -= shift }
             }
             filled.insert(hfName)
         }
@@ -52,52 +57,25 @@ enum GGUFModelLoader {
                                  chatTemplateSource: "GGUF tokenizer.chat_template", tensorTypeCounts: typeCounts)
     }
 
-    static func config(of file: GGUFFile) throws -> LlamaConfig {
+    /// The model configuration, read by the architecture description `general.architecture` names.
+    static func config(of file: GGUFFile) throws -> ModelConfig {
         let path = file.path
         guard let arch = file.metadata["general.architecture"]?.stringValue else {
             throw RuntimeError.badFile(path: path, reason: "missing metadata key general.architecture")
         }
-        guard architectures.contains(arch) else {
-            throw RuntimeError.unsupported(path: path, reason: "architecture '\(arch)' (supported: \(architectures.sorted().joined(separator: ", ")))")
-        }
-        func int(_ key: String, default d: Int? = nil) throws -> Int {
-            if let v = file.metadata["\(arch).\(key)"] {
-                guard let i = v.intValue else { throw RuntimeError.badFile(path: path, reason: "metadata \(arch).\(key) is not an integer") }
-                return i
+        let header = GGUFHeader(
+            source: path, architecture: arch,
+            integer: { key in file.metadata[key].map { $0.intValue } },
+            real: { key in file.metadata[key].map { $0.doubleValue } },
+            text: { key in file.metadata[key]?.stringValue },
+            tensorShape: { file.tensorInfo($0)?.shape },
+            tokenCount: file.metadata["tokenizer.ggml.tokens"]?.arrayValue?.count)
+        do { return try Architectures.config(fromGGUF: header) } catch let e as TransformerError {
+            switch e {
+            case .unsupported(_, let reason): throw RuntimeError.unsupported(path: path, reason: reason)
+            default: throw RuntimeError.badFile(path: path, reason: e.description)
             }
-            if let d { return d }
-            throw RuntimeError.badFile(path: path, reason: "missing metadata key \(arch).\(key)")
         }
-        func double(_ key: String, default d: Double) throws -> Double {
-            guard let v = file.metadata["\(arch).\(key)"] else { return d }
-            guard let x = v.doubleValue else { throw RuntimeError.badFile(path: path, reason: "metadata \(arch).\(key) is not a number") }
-            return x
-        }
-        if file.tensorInfo("rope_freqs.weight") != nil {
-            throw RuntimeError.unsupported(path: path, reason: "per-frequency RoPE factors (rope_freqs.weight, Llama 3.1 scaling in GGUF); load the Hugging Face folder instead")
-        }
-        let hidden = try int("embedding_length")
-        let heads = try int("attention.head_count")
-        let tokens = file.metadata["tokenizer.ggml.tokens"]?.arrayValue?.count
-        let vocab = try int("vocab_size", default: tokens ?? file.tensorInfo("token_embd.weight")?.shape.first ?? 0)
-        let tied = file.tensorInfo("output.weight") == nil
-        let eos = file.metadata["tokenizer.ggml.eos_token_id"]?.intValue
-        var config = LlamaConfig(
-            modelType: arch == "qwen2" ? "qwen2" : "llama",
-            vocabSize: vocab, hiddenSize: hidden, intermediateSize: try int("feed_forward_length"),
-            numHiddenLayers: try int("block_count"), numAttentionHeads: heads,
-            numKeyValueHeads: try int("attention.head_count_kv", default: heads),
-            headDim: try int("attention.key_length", default: heads > 0 ? hidden / heads : 0),
-            rmsNormEps: try double("attention.layer_norm_rms_epsilon", default: 1e-5),
-            ropeTheta: try double("rope.freq_base", default: 10000),
-            maxPositionEmbeddings: try int("context_length", default: 2048),
-            tieWordEmbeddings: tied, attentionBias: file.tensorInfo("blk.0.attn_q.bias") != nil,
-            bosTokenId: file.metadata["tokenizer.ggml.bos_token_id"]?.intValue, eosTokenIds: eos.map { [$0] } ?? [])
-        if config.modelType == "qwen2" { config.attentionBias = true }
-        do { try config.validate(source: path) } catch let e as TransformerError {
-            throw RuntimeError.badFile(path: path, reason: e.description)
-        }
-        return config
     }
 
     static func tokenizerMetadata(_ file: GGUFFile) throws -> GGUFTokenizerMetadata {
@@ -116,6 +94,7 @@ enum GGUFModelLoader {
             unknownTokenId: m["tokenizer.ggml.unknown_token_id"]?.intValue,
             paddingTokenId: m["tokenizer.ggml.padding_token_id"]?.intValue,
             addBOS: m["tokenizer.ggml.add_bos_token"]?.boolValue, addEOS: m["tokenizer.ggml.add_eos_token"]?.boolValue,
-            addSpacePrefix: m["tokenizer.ggml.add_space_prefix"]?.boolValue)
+            addSpacePrefix: m["tokenizer.ggml.add_space_prefix"]?.boolValue,
+            architecture: m["general.architecture"]?.stringValue)
     }
 }

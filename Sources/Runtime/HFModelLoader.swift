@@ -12,13 +12,19 @@ enum HFModelLoader {
         guard let configData = FileManager.default.contents(atPath: configPath) else {
             throw RuntimeError.missingFile(path: configPath)
         }
-        let config = try HFConfig.parse(configData, source: configPath)
+        let config: ModelConfig
+        do { config = try Architectures.config(fromHF: configData, source: configPath) } catch let e as TransformerError {
+            switch e {
+            case .unsupported(_, let reason): throw RuntimeError.unsupported(path: configPath, reason: reason)
+            default: throw RuntimeError.badFile(path: configPath, reason: e.description)
+            }
+        }
         let tensors = try SafetensorsCollection(folder: folder)
         let stored = tensors.tensorNames.reduce(0) { $0 &+ (tensors.info($1)?.elementCount ?? 0) }
         guard let needed = config.parameterCount, needed <= stored else {
             throw RuntimeError.badFile(path: configPath, reason: "config.json describes \(config.parameterCount.map(String.init) ?? "too many") parameters but the safetensors store \(stored)")
         }
-        let weights = LlamaWeights(config: config)
+        let weights = ModelWeights(config: config)
         var typeCounts: [String: Int] = [:]
         for (name, target) in weights.namedParameters {
             guard let info = tensors.info(name) else {

@@ -15,8 +15,8 @@ public final class LanguageModel: @unchecked Sendable {
     public let path: String
     public let format: ModelFormat
     public let displayName: String
-    public let config: LlamaConfig
-    public let engine: LlamaModel
+    public let config: ModelConfig
+    public let engine: InferenceModel
     public let tokenizer: Tokenizer
     public let chatTemplate: ChatTemplate?
     public let chatTemplateText: String
@@ -26,13 +26,13 @@ public final class LanguageModel: @unchecked Sendable {
     /// Storage types of the source tensors (e.g. "Q4_1": 210), for `inspect`.
     public let tensorTypeCounts: [String: Int]
 
-    public var weights: LlamaWeights { engine.weights }
+    public var weights: ModelWeights { engine.weights }
 
-    init(path: String, format: ModelFormat, displayName: String, weights: LlamaWeights, tokenizer: Tokenizer,
+    init(path: String, format: ModelFormat, displayName: String, weights: ModelWeights, tokenizer: Tokenizer,
          chatTemplateText: String?, chatTemplateSource: String, tensorTypeCounts: [String: Int]) throws {
         self.path = path; self.format = format; self.displayName = displayName
         self.config = weights.config
-        self.engine = try LlamaModel(weights: weights)
+        self.engine = try InferenceModel(weights: weights)
         self.tokenizer = tokenizer
         self.tensorTypeCounts = tensorTypeCounts
         if let text = chatTemplateText, !text.isEmpty {
@@ -153,7 +153,7 @@ public final class LanguageModel: @unchecked Sendable {
     // MARK: Export
 
     /// Writes a Hugging Face folder (config.json, model.safetensors, tokenizer files, chat template), atomically.
-    public func exportHF(to dir: String, dtype: ExportDType, weights override: LlamaWeights? = nil,
+    public func exportHF(to dir: String, dtype: ExportDType, weights override: ModelWeights? = nil,
                          extraFiles: [String: Data] = [:]) throws {
         let w = override ?? weights
         // A NaN/Inf weight would poison every later load; refuse before touching the target folder.
@@ -163,7 +163,7 @@ public final class LanguageModel: @unchecked Sendable {
             }
         }
         try AtomicFile.writeFolder(dir) { tmp in
-            try HFConfig.serialize(w.config, dtype: dtype == .f32 ? "float32" : "bfloat16")
+            try w.config.hfConfigData(dtype: dtype == .f32 ? "float32" : "bfloat16")
                 .write(to: URL(fileURLWithPath: tmp + "/config.json"))
             var gen: [String: Any] = ["do_sample": false]
             if let b = config.bosTokenId ?? tokenizer.bosTokenId { gen["bos_token_id"] = b }

@@ -95,7 +95,7 @@ public enum NeuronAttributor {
     /// Scores the neurons of `weights` on safety pairs (margin attribution) and, when given, general pairs
     /// (utility). `pairsPerBatch` pairs go through one forward/backward; `ablation` zeroes neurons throughout
     /// (e.g. an already-frozen set when re-identifying).
-    public static func run(weights: LlamaWeights, safety: [AttributionPair], utility: [AttributionPair],
+    public static func run(weights: ModelWeights, safety: [AttributionPair], utility: [AttributionPair],
                            pairsPerBatch: Int = 4, ablation: NeuronSet? = nil) throws -> AttributionScores {
         guard !safety.isEmpty else { throw SafetyNeuronsError.invalidArgument("attribution needs at least one safety pair") }
         let c = weights.config

@@ -71,7 +71,7 @@ public struct LayerSummary: Sendable, Equatable {
 /// A zero column means neuron j's activation never reaches the residual stream, which is exactly
 /// what ablating the neuron at inference does. Returns the number of columns zeroed.
 @discardableResult
-public func zeroDownProjColumns(_ weights: LlamaWeights, set: NeuronSet) throws -> Int {
+public func zeroDownProjColumns(_ weights: ModelWeights, set: NeuronSet) throws -> Int {
     let c = weights.config
     guard set.layerCount == weights.layers.count else {
         throw SafetyNeuronsError.invalidArgument("neuron set covers \(set.layerCount) layers, the model has \(weights.layers.count)")

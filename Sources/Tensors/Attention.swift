@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Causal grouped-query attention over packed rows.
 ///
 /// Each query row r attends to `keyCount[r]` consecutive key/value rows starting at row
@@ -9,6 +15,8 @@ public enum Attention {
     public static func scratchCount(maxKeys: Int) -> Int { Parallel.workers * max(1, maxKeys) }
 
     /// out[r, h·d ..< (h+1)·d] = softmax(q_h · Kᵀ · scale) · V for head h, kv head h / (heads / kvHeads).
+    /// With `softcap`, scores become cap · tanh(score / cap) before the softmax (Gemma 2). A sliding window is the
+    /// caller's choice of `keyStart`/`keyCount`.
     ///
     /// Tight SIMD loops rather than per-head sgemm: each (row, kv head) item streams its keys once
     /// for all query heads of the group, and rows are split across `Parallel` workers.
@@ -19,7 +27,7 @@ public enum Attention {
         keys: UnsafePointer<Float>, values: UnsafePointer<Float>, kvStride: Int,
         keyStart: UnsafePointer<Int>, keyCount: UnsafePointer<Int>, maxKeys: Int,
         out: UnsafeMutablePointer<Float>, outStride: Int,
-        scratch: UnsafeMutablePointer<Float>
+        scratch: UnsafeMutablePointer<Float>, softcap: Float? = nil
     ) {
         let group = heads / kvHeads
         let items = rows * kvHeads
@@ -38,6 +46,7 @@ public enum Attention {
                     for j in 0..<n {
                         scores[j] = Kernels.dot(qh, kBase + j * kvStride, count: headDim) * scale
                     }
+                    if let cap = softcap { for j in 0..<n { scores[j] = tanhf(scores[j] / cap) * cap } }
                     Kernels.softmax(scores, count: n)
                     weightedSum(scores, n, vBase, kvStride, headDim, oh)
                 }

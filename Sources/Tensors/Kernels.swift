@@ -93,11 +93,15 @@ public enum Kernels {
         }
     }
 
-    /// Hugging Face LlamaRMSNorm in f32: out = w · (x · 1/sqrt(mean(x²) + eps)), per row.
-    /// `out` may alias `x`.
+    /// RMSNorm in f32, the one implementation inference and training share:
+    /// out = (offset + w) · (x · 1/sqrt(mean(x²) + eps)) per row, with offset 0 for Llama's w·x̂ and 1 for Gemma's
+    /// (1 + w)·x̂ (transformers computes `1.0 + weight` in f32 too). `rstd`, when given, receives 1/sqrt(mean + eps)
+    /// per row for the backward pass. `out` may alias `x`.
     public static func rmsNorm(_ x: UnsafePointer<Float>, rows: Int, dim: Int, weight: UnsafePointer<Float>,
-                               eps: Float, into out: UnsafeMutablePointer<Float>) {
+                               weightOffset: Float = 0, eps: Float, into out: UnsafeMutablePointer<Float>,
+                               rstd: UnsafeMutablePointer<Float>? = nil) {
         Parallel.forRanges(rows, minChunk: max(1, 16384 / max(1, dim))) { range in
+            let offset = V16(repeating: weightOffset)
             for r in range {
                 let xr = x + r * dim, o = out + r * dim
                 var acc = V16()
@@ -106,28 +110,56 @@ public enum Kernels {
                 var ss = acc.sum()
                 while i < dim { ss += xr[i] * xr[i]; i += 1 }
                 let inv = 1 / (ss / Float(dim) + eps).squareRoot()
+                rstd?[r] = inv
                 let vinv = V16(repeating: inv)
                 i = 0
-                while i + 16 <= dim { store(load(weight + i) * (load(xr + i) * vinv), o + i); i += 16 }
-                while i < dim { o[i] = weight[i] * (xr[i] * inv); i += 1 }
+                while i + 16 <= dim { store((offset + load(weight + i)) * (load(xr + i) * vinv), o + i); i += 16 }
+                while i < dim { o[i] = (weightOffset + weight[i]) * (xr[i] * inv); i += 1 }
             }
         }
     }
 
-    /// SwiGLU in place: gate ← silu(gate) · up, silu(g) = g / (1 + e^-g).
-    public static func swiglu(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
-        Parallel.forRanges(count, minChunk: 1 << 15) { r in
-            var i = r.lowerBound
-            let one = V16(repeating: 1)
-            while i + 16 <= r.upperBound {
-                let g = load(gate + i)
-                store(g / (one + exp(-g)) * load(up + i), gate + i)
-                i += 16
-            }
-            while i < r.upperBound {
-                let g = gate[i]
-                gate[i] = g / (1 + exp(-g)) * up[i]
-                i += 1
+    /// The gate nonlinearity of a gated MLP.
+    public enum GateActivation: Sendable {
+        /// silu(g) = g / (1 + e^-g)
+        case silu
+        /// PyTorch's tanh-approximated GELU, g · ½(1 + tanh(√(2/π)(g + 0.044715 g³))), written as
+        /// g / (1 + e^(−2u)) with u the tanh argument: the same function without cancellation for large negative g.
+        case geluTanh
+    }
+
+    /// √(2/π) and the cubic coefficient of the tanh GELU.
+    public static let geluBeta: Float = 0.7978845608028654, geluKappa: Float = 0.044715
+
+    /// out[t, j] = act(gate[t, j]) · up[t, j] over [rows × dim], with the listed columns forced to 0 (an ablation
+    /// of MLP neurons). `out` may alias `gate`.
+    public static func gatedActivation(_ kind: GateActivation, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+                                       into out: UnsafeMutablePointer<Float>, rows: Int, dim: Int, zeroColumns: [Int] = []) {
+        zeroColumns.withUnsafeBufferPointer { ab in
+            Parallel.forRanges(rows, minChunk: max(1, 16384 / max(1, dim))) { r in
+                let one = V16(repeating: 1), two = V16(repeating: 2)
+                let beta = V16(repeating: geluBeta), kappa = V16(repeating: geluKappa)
+                for t in r {
+                    let g = gate + t * dim, u = up + t * dim, o = out + t * dim
+                    var i = 0
+                    switch kind {
+                    case .silu:
+                        while i + 16 <= dim { let x = load(g + i); store(x / (one + exp(-x)) * load(u + i), o + i); i += 16 }
+                        while i < dim { let x = g[i]; o[i] = x / (1 + exp(-x)) * u[i]; i += 1 }
+                    case .geluTanh:
+                        while i + 16 <= dim {
+                            let x = load(g + i), inner = beta * (x + kappa * x * x * x)
+                            store(x / (one + exp(-two * inner)) * load(u + i), o + i)
+                            i += 16
+                        }
+                        while i < dim {
+                            let x = g[i], inner = geluBeta * (x + geluKappa * x * x * x)
+                            o[i] = x / (1 + exp(-2 * inner)) * u[i]
+                            i += 1
+                        }
+                    }
+                    for j in ab { o[j] = 0 }
+                }
             }
         }
     }

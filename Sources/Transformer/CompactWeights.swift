@@ -48,7 +48,7 @@ final class CompactWeights {
 
     /// With `requireExact`, gives up (nil) at the first matrix the copies cannot hold exactly, instead of
     /// quantising a whole trained f32 model only to throw the copies away.
-    init?(_ w: LlamaWeights, checksum: UInt64, requireExact: Bool = false) {
+    init?(_ w: ModelWeights, checksum: UInt64, requireExact: Bool = false) {
         var lossless = 0, total = 0
         func compact(_ parts: [Tensor]) -> (any DecodeMatrix)? {
             total += 1
@@ -72,7 +72,7 @@ final class CompactWeights {
 
     /// Order-sensitive checksum of the bit patterns of every matrix the copies are made from. One pass
     /// over the weights (a few tens of ms for 135M parameters): paid once per decode session, not per step.
-    static func checksum(_ w: LlamaWeights) -> UInt64 {
+    static func checksum(_ w: ModelWeights) -> UInt64 {
         var tensors: [Tensor] = []
         for l in w.layers { tensors += [l.qkv, l.oProj, l.gateUp, l.downProj] }
         tensors.append(w.outputWeight)

@@ -30,7 +30,7 @@ public enum DirectionAblation {
     /// The LM head must keep reading the original embedding: with tied embeddings the result is untied
     /// (`tieWordEmbeddings` false, `lmHead` a copy of the original embedding). `w`'s tensors are modified and
     /// shared with the result, so use only the returned weights afterwards.
-    public static func orthogonalize(_ w: LlamaWeights, direction: [Float]) throws -> LlamaWeights {
+    public static func orthogonalize(_ w: ModelWeights, direction: [Float]) throws -> ModelWeights {
         let c = w.config, H = c.hiddenSize
         let r = try unit(direction, hiddenSize: H, source: "orthogonalize")
         var config = c
@@ -69,11 +69,11 @@ public enum DirectionAblation {
                 fromLeft(w.layers[l].downProj)
             }
         }
-        return LlamaWeights(config: config, embedTokens: w.embedTokens, layers: w.layers, norm: w.norm, lmHead: head)
+        return ModelWeights(config: config, embedTokens: w.embedTokens, layers: w.layers, norm: w.norm, lmHead: head)
     }
 }
 
-extension LlamaModel {
+extension InferenceModel {
     /// Ablates `direction` (normalised here) in every later forward pass, generation and scoring call of this
     /// engine, until set to nil. Caches of intact states (`completionLogProbs`) refuse to run meanwhile.
     public func setAblatedDirection(_ direction: [Float]?) throws {

@@ -8,22 +8,22 @@
 ///   the weight gradient of every matmul, each as large as the forward product.
 public enum FlopCount {
     /// Matmul flops per token through all decoder layers (q, k, v, o, gate, up, down).
-    public static func layerMatmulsPerToken(_ c: LlamaConfig) -> Double {
+    public static func layerMatmulsPerToken(_ c: ModelConfig) -> Double {
         let h = Double(c.hiddenSize), q = Double(c.qDim), kv = Double(c.kvDim), i = Double(c.intermediateSize)
         let perLayer = 2 * (h * q + 2 * h * kv + q * h + 3 * h * i)
         return perLayer * Double(c.numHiddenLayers)
     }
 
     /// LM-head flops for one row of logits.
-    public static func lmHeadPerRow(_ c: LlamaConfig) -> Double { 2 * Double(c.hiddenSize) * Double(c.vocabSize) }
+    public static func lmHeadPerRow(_ c: ModelConfig) -> Double { 2 * Double(c.hiddenSize) * Double(c.vocabSize) }
 
     /// Attention flops of one query row at position p (p + 1 keys), all layers.
-    public static func attention(position p: Int, _ c: LlamaConfig) -> Double {
+    public static func attention(position p: Int, _ c: ModelConfig) -> Double {
         4 * Double(p + 1) * Double(c.qDim) * Double(c.numHiddenLayers)
     }
 
     /// Forward flops of a fresh (uncached) sequence of `length` tokens with `logitRows` LM-head rows.
-    public static func prefill(length: Int, logitRows: Int, _ c: LlamaConfig) -> Double {
+    public static func prefill(length: Int, logitRows: Int, _ c: ModelConfig) -> Double {
         let l = Double(length)
         let att = 4 * (l * (l + 1) / 2) * Double(c.qDim) * Double(c.numHiddenLayers)
         return l * layerMatmulsPerToken(c) + Double(logitRows) * lmHeadPerRow(c) + att
@@ -31,7 +31,7 @@ public enum FlopCount {
 
     /// Flops of decoding `newTokens` tokens one at a time after a prompt of `promptLength` tokens
     /// (each step: all layer matmuls, attention over the cache, one LM-head row). Excludes the prefill.
-    public static func decode(promptLength: Int, newTokens: Int, _ c: LlamaConfig) -> Double {
+    public static func decode(promptLength: Int, newTokens: Int, _ c: ModelConfig) -> Double {
         var f = 0.0
         for k in 0..<newTokens {
             // The k-th step feeds the token at position promptLength + k - 1 (the first step is the prefill's

@@ -12,7 +12,7 @@ final class KVCache {
     let slots: Int
     let maxLength: Int
 
-    init(config c: LlamaConfig, slots: Int, maxLength: Int) {
+    init(config c: ModelConfig, slots: Int, maxLength: Int) {
         self.slots = slots; self.maxLength = maxLength
         let n = max(1, slots * maxLength * c.kvDim)
         keys = (0..<c.numHiddenLayers).map { _ in .allocate(capacity: n) }
@@ -108,7 +108,7 @@ struct TokenSampler {
 /// Incremental decoding over a fixed set of cache slots: each `append` runs only the new tokens,
 /// attending to everything already in their slots. Owned by one model; one call at a time.
 public final class DecodeSession {
-    public let model: LlamaModel
+    public let model: InferenceModel
     public let maxLength: Int
     /// Tokens held per slot so far.
     public private(set) var lengths: [Int]
@@ -118,7 +118,7 @@ public final class DecodeSession {
     private var compact: CompactWeights?
     private var compactLooked = false
 
-    public init(model: LlamaModel, slots: Int, maxLength: Int) throws {
+    public init(model: InferenceModel, slots: Int, maxLength: Int) throws {
         guard slots > 0, maxLength > 0, slots <= 1 << 16, maxLength <= 1 << 24 else {
             throw InferenceError.invalidInput(source: "DecodeSession", reason: "\(slots) slots × \(maxLength) positions")
         }
@@ -212,7 +212,7 @@ public final class DecodeSession {
         lengths[slot] = count
     }
 
-    private func plan(_ chunks: [[Int]], slots: [Int], ablation: NeuronSet?) throws -> LlamaModel.Plan {
+    private func plan(_ chunks: [[Int]], slots: [Int], ablation: NeuronSet?) throws -> InferenceModel.Plan {
         try model.validate(chunks, source: "DecodeSession")
         try model.validate(ablation)
         guard slots.count == chunks.count, Set(slots).count == slots.count else {
@@ -227,14 +227,14 @@ public final class DecodeSession {
                     reason: "slot \(s) would hold \(lengths[s] + chunks[i].count) tokens, capacity \(maxLength)")
             }
         }
-        return LlamaModel.Plan(chunks: chunks, slots: slots, startPositions: slots.map { lengths[$0] }, slotStride: maxLength)
+        return InferenceModel.Plan(chunks: chunks, slots: slots, startPositions: slots.map { lengths[$0] }, slotStride: maxLength)
     }
 
     /// Forgets a slot's tokens so it can hold a new sequence.
     public func reset(slot: Int) { if slot >= 0 && slot < lengths.count { lengths[slot] = 0 } }
 }
 
-extension LlamaModel {
+extension InferenceModel {
     /// Batched generation with a KV cache. The prompts are prefilled together (ragged), then all
     /// unfinished sequences decode one token per step in a single [B × hidden] batch. A sequence
     /// finishes after `maxNewTokens` tokens or right after emitting a token in `stopTokens` (which is

@@ -11,7 +11,7 @@ final class AlignmentTests: XCTestCase {
     }
 
     /// Gradients of the fixture's DPO loss through the engine (ablation on), masked like the optimizer does.
-    func fixtureGradients(_ name: String, _ w: LlamaWeights, mask: ParameterMask) throws -> LlamaGradients {
+    func fixtureGradients(_ name: String, _ w: ModelWeights, mask: ParameterMask) throws -> ModelGradients {
         let b = try TrainingFixture.batch(name)
         let ns = try TrainingFixture.neuronSet(b, w.config)
         let model = try TrainingModel(weights: w)
@@ -22,13 +22,13 @@ final class AlignmentTests: XCTestCase {
         let r = DPO.compute(DPOConfig(beta: b.beta, rpoAlpha: b.rpoAlpha), policyChosen: Array(lp[0..<n]), policyRejected: Array(lp[n...]),
                             refChosen: b.ref.map(\.0), refRejected: b.ref.map(\.1))
         XCTAssertEqual(r.loss, b.loss, accuracy: 1e-5)
-        let g = LlamaGradients(config: w.config)
+        let g = ModelGradients(config: w.config)
         try model.backward(dLogProbs: (r.dChosen + r.dRejected).map { Float($0) }, into: g)
         mask.apply(to: g)
         return g
     }
 
-    func frozenBitsUnchanged(_ before: LlamaWeights, _ after: LlamaWeights, _ neurons: NeuronSet) -> Bool {
+    func frozenBitsUnchanged(_ before: ModelWeights, _ after: ModelWeights, _ neurons: NeuronSet) -> Bool {
         let H = before.config.hiddenSize, I = before.config.intermediateSize
         for (l, j) in neurons.pairs {
             let a = before.layers[l], b = after.layers[l]
@@ -52,7 +52,7 @@ final class AlignmentTests: XCTestCase {
             // The engine's gradients match PyTorch to ~1e-5, but Adam's first step is sign-like (g/(|g|+eps))
             // and amplifies that noise on near-zero entries, so the optimizer is checked on PyTorch's own gradients.
             let mine = try fixtureGradients(name, w, mask: mask)
-            let g = LlamaGradients(config: w.config)
+            let g = ModelGradients(config: w.config)
             let ref = try TrainingFixture.bundle(name, "grads")
             for (pname, t) in g.namedParameters {
                 let r = ref[pname]!
@@ -95,7 +95,7 @@ final class AlignmentTests: XCTestCase {
     func testMaskZeroesGradientSlicesAndInverseMode() throws {
         let c = try TrainingFixture.config("llama_untied")
         let ns = try NeuronSet(layerCount: 2, intermediateSize: c.intermediateSize, pairs: [(0, 5), (1, 9)])
-        let g = LlamaGradients(config: c)
+        let g = ModelGradients(config: c)
         for (_, t) in g.namedParameters { for i in 0..<t.count { t[i] = 1 } }
         ParameterMask(config: c, neurons: ns, mode: .freeze).apply(to: g)
         let H = c.hiddenSize, I = c.intermediateSize
@@ -106,13 +106,13 @@ final class AlignmentTests: XCTestCase {
         XCTAssertEqual(g.storage.layers[1].gateProj[5 * H], 1)
         let total = Double(g.namedParameters.reduce(0) { $0 + $1.1.count })
         XCTAssertEqual(g.globalNorm() * g.globalNorm(), total - Double(6 * H), accuracy: 1e-6)
-        let inv = LlamaGradients(config: c)
+        let inv = ModelGradients(config: c)
         for (_, t) in inv.namedParameters { for i in 0..<t.count { t[i] = 1 } }
         ParameterMask(config: c, neurons: ns, mode: .trainOnly).apply(to: inv)
         XCTAssertEqual(inv.globalNorm() * inv.globalNorm(), Double(6 * H), accuracy: 1e-6)
     }
 
-    func trainer(_ w: LlamaWeights, _ b: TrainingFixture.Batch, _ edit: (inout TrainerConfig) -> Void) throws -> DPOTrainer {
+    func trainer(_ w: ModelWeights, _ b: TrainingFixture.Batch, _ edit: (inout TrainerConfig) -> Void) throws -> DPOTrainer {
         var cfg = TrainerConfig()
         cfg.learningRate = 1e-3; cfg.weightDecay = 0.1; cfg.batchSize = 2; cfg.schedule = .cosine; cfg.warmupSteps = 1
         cfg.epochs = 3; cfg.ablation = .always
@@ -247,7 +247,7 @@ final class AlignmentTests: XCTestCase {
 
     func testClippingMatchesTorchRule() throws {
         let c = try TrainingFixture.config("llama_untied")
-        let g = LlamaGradients(config: c)
+        let g = ModelGradients(config: c)
         g.storage.norm[0] = 3; g.storage.layers[1].downProj[7] = 4
         XCTAssertEqual(clipGradNorm(g, maxNorm: 10), 5, accuracy: 1e-12)
         XCTAssertEqual(g.storage.norm[0], 3)             // coef ≥ 1: untouched

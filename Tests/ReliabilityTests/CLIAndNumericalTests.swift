@@ -111,7 +111,7 @@ final class NumericalFaultTests: XCTestCase {
         let before = try Data(contentsOf: out.appendingPathComponent("model.safetensors"))
 
         for bad: Float in [.nan, .infinity, -.infinity] {
-            let w = LlamaWeights(config: m.config)
+            let w = ModelWeights(config: m.config)
             for ((_, dst), (_, src)) in zip(w.namedParameters, m.weights.namedParameters) {
                 dst.buffer.update(fromContentsOf: src.buffer)
             }

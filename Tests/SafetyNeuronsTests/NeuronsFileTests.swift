@@ -157,9 +157,9 @@ final class NeuronsFileTests: XCTestCase {
     }
 
     func testZeroDownProjColumnsEqualsAblation() throws {
-        let cfg = LlamaConfig(vocabSize: 16, hiddenSize: 8, intermediateSize: 12, numHiddenLayers: 3,
+        let cfg = ModelConfig(vocabSize: 16, hiddenSize: 8, intermediateSize: 12, numHiddenLayers: 3,
                               numAttentionHeads: 2, numKeyValueHeads: 1)
-        let w = LlamaWeights(config: cfg)
+        let w = ModelWeights(config: cfg)
         var rng = SplitMix64(state: 3)
         for layer in w.layers {
             for i in 0..<layer.downProj.count { layer.downProj[i] = Float.random(in: -1...1, using: &rng) }

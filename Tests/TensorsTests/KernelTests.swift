@@ -62,12 +62,26 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(lse, Foundation.log(Foundation.exp(1.0) + Foundation.exp(2.0) + Foundation.exp(3.0)), accuracy: 1e-6)
     }
 
-    func testSwiGLUAndArgmax() {
+    func testGatedActivationsAndArgmax() {
         var g: [Float] = values(50, seed: 4, scale: 20)
         let u = values(50, seed: 5)
         let ref = zip(g, u).map { Double($0) / (1 + Foundation.exp(-Double($0))) * Double($1) }
-        Kernels.swiglu(gate: &g, up: u, count: g.count)
+        g.withUnsafeMutableBufferPointer { gp in
+            Kernels.gatedActivation(.silu, gate: gp.baseAddress!, up: u, into: gp.baseAddress!, rows: 5, dim: 10)
+        }
         for i in g.indices { XCTAssertEqual(Double(g[i]), ref[i], accuracy: 1e-5 * max(1, abs(ref[i]))) }
+        // GELU-tanh against PyTorch's definition ½x(1 + tanh(√(2/π)(x + 0.044715x³))) in double, ablated columns zero.
+        var h: [Float] = values(50, seed: 6, scale: 8)
+        let gelu = zip(h, u).map { x, up -> Double in
+            let x = Double(x)
+            return 0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x))) * Double(up)
+        }
+        h.withUnsafeMutableBufferPointer { hp in
+            Kernels.gatedActivation(.geluTanh, gate: hp.baseAddress!, up: u, into: hp.baseAddress!, rows: 5, dim: 10, zeroColumns: [3])
+        }
+        for i in h.indices {
+            XCTAssertEqual(Double(h[i]), i % 10 == 3 ? 0 : gelu[i], accuracy: 1e-5 * max(1, abs(gelu[i])), "\(i)")
+        }
         XCTAssertEqual(Kernels.argmax([1, 3, 2, 3], count: 4), 1)
         XCTAssertEqual(Kernels.argmax([-1, -1], count: 2), 0)
     }

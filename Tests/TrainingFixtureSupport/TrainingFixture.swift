@@ -15,27 +15,9 @@ public enum TrainingFixture {
 
     public struct Failure: Error, CustomStringConvertible { public var description: String }
 
-    public static func config(_ name: String) throws -> LlamaConfig {
+    public static func config(_ name: String) throws -> ModelConfig {
         let data = try Data(contentsOf: root.appendingPathComponent("\(name)/config.json"))
-        guard let j = try JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw Failure(description: "config") }
-        func int(_ k: String) throws -> Int { guard let v = j[k] as? Int else { throw Failure(description: "config \(k)") }; return v }
-        let rope = j["rope_parameters"] as? [String: Any] ?? j["rope_scaling"] as? [String: Any]
-        let theta = (rope?["rope_theta"] as? Double) ?? (j["rope_theta"] as? Double) ?? 10000
-        var scaling: LlamaConfig.RopeScaling?
-        if let rope, (rope["rope_type"] as? String) == "llama3" {
-            scaling = .init(ropeType: "llama3", factor: rope["factor"] as! Double, lowFreqFactor: rope["low_freq_factor"] as! Double,
-                            highFreqFactor: rope["high_freq_factor"] as! Double,
-                            originalMaxPositionEmbeddings: rope["original_max_position_embeddings"] as! Int)
-        }
-        let type = j["model_type"] as? String ?? "llama"
-        return LlamaConfig(modelType: type, vocabSize: try int("vocab_size"), hiddenSize: try int("hidden_size"),
-                           intermediateSize: try int("intermediate_size"), numHiddenLayers: try int("num_hidden_layers"),
-                           numAttentionHeads: try int("num_attention_heads"), numKeyValueHeads: try int("num_key_value_heads"),
-                           headDim: j["head_dim"] as? Int, rmsNormEps: j["rms_norm_eps"] as? Double ?? 1e-5,
-                           ropeTheta: theta, ropeScaling: scaling,
-                           maxPositionEmbeddings: j["max_position_embeddings"] as? Int ?? 2048,
-                           tieWordEmbeddings: j["tie_word_embeddings"] as? Bool ?? false,
-                           attentionBias: type == "qwen2" || (j["attention_bias"] as? Bool ?? false))
+        return try Architectures.config(fromHF: data, source: "\(name)/config.json")
     }
 
     /// name → (shape, values) from a safetensors file holding only F32 tensors.
@@ -64,9 +46,9 @@ public enum TrainingFixture {
         }
     }
 
-    public static func weights(_ name: String) throws -> LlamaWeights {
+    public static func weights(_ name: String) throws -> ModelWeights {
         let c = try config(name)
-        let w = LlamaWeights(config: c)
+        let w = ModelWeights(config: c)
         let t = try safetensors(root.appendingPathComponent("\(name)/model.safetensors"))
         for (n, tensor) in w.namedParameters {
             guard let (shape, vals) = t[n] else { throw Failure(description: "missing \(n)") }
@@ -108,7 +90,7 @@ public enum TrainingFixture {
                      loss: j["loss"] as! Double, raw: j)
     }
 
-    public static func neuronSet(_ b: Batch, _ c: LlamaConfig) throws -> NeuronSet {
+    public static func neuronSet(_ b: Batch, _ c: ModelConfig) throws -> NeuronSet {
         try NeuronSet(layerCount: c.numHiddenLayers, intermediateSize: c.intermediateSize,
                       pairs: b.neurons.map { (layer: $0.0, neuron: $0.1) })
     }

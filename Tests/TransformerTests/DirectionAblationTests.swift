@@ -43,7 +43,7 @@ final class DirectionAblationTests: XCTestCase {
                 XCTAssertFalse(w.config.tieWordEmbeddings, name)
                 XCTAssertEqual(w.namedParameters.map(\.0).last, "lm_head.weight")
                 if tied { XCTAssertEqual(w.lmHead?.array, originalEmbedding, "\(name): the untied head is the original embedding") }
-                let viaWeights = try LlamaModel(weights: w).forward(sequences: seqs).flatMap { $0.array }
+                let viaWeights = try InferenceModel(weights: w).forward(sequences: seqs).flatMap { $0.array }
 
                 let err = relativeError(viaWeights, viaActivations)
                 print("\(name) direction \(k): orthogonalised vs ablated logits relative error \(err), ablation moves logits by \(relativeError(viaActivations, intact))")

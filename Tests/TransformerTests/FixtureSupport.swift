@@ -21,7 +21,7 @@ enum Fixture {
     }
 
     struct Loaded {
-        let model: LlamaModel
+        let model: InferenceModel
         let manifest: Manifest
         let folder: URL
         var ablation: NeuronSet {
@@ -35,7 +35,7 @@ enum Fixture {
         let folder = root.appendingPathComponent(name)
         let config = try mapConfig(Data(contentsOf: folder.appendingPathComponent("config.json")))
         let tensors = try readSafetensors(Data(contentsOf: folder.appendingPathComponent("model.safetensors")))
-        let weights = LlamaWeights(config: config)
+        let weights = ModelWeights(config: config)
         for (n, t) in weights.namedParameters {
             guard let src = tensors[n] else { throw TransformerError.missingTensor(source: name, name: n) }
             XCTAssertEqual(src.shape, t.shape, n)
@@ -43,7 +43,7 @@ enum Fixture {
             src.values.withUnsafeBufferPointer { t.pointer.update(from: $0.baseAddress!, count: t.count) }
         }
         let manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: folder.appendingPathComponent("manifest.json")))
-        return Loaded(model: try LlamaModel(weights: weights), manifest: manifest, folder: folder)
+        return Loaded(model: try InferenceModel(weights: weights), manifest: manifest, folder: folder)
     }
 
     static func floats(_ url: URL) throws -> [Float] {
@@ -53,27 +53,8 @@ enum Fixture {
         }
     }
 
-    static func mapConfig(_ data: Data) throws -> LlamaConfig {
-        let j = try JSONSerialization.jsonObject(with: data) as! [String: Any]
-        func int(_ k: String) -> Int { (j[k] as! NSNumber).intValue }
-        let rope = j["rope_parameters"] as? [String: Any] ?? j["rope_scaling"] as? [String: Any]
-        let theta = (rope?["rope_theta"] as? NSNumber)?.doubleValue ?? (j["rope_theta"] as? NSNumber)?.doubleValue ?? 10000
-        var scaling: LlamaConfig.RopeScaling?
-        if let r = rope, let type = r["rope_type"] as? String, type != "default" {
-            scaling = .init(ropeType: type, factor: (r["factor"] as! NSNumber).doubleValue,
-                            lowFreqFactor: (r["low_freq_factor"] as! NSNumber).doubleValue,
-                            highFreqFactor: (r["high_freq_factor"] as! NSNumber).doubleValue,
-                            originalMaxPositionEmbeddings: (r["original_max_position_embeddings"] as! NSNumber).intValue)
-        }
-        let type = j["model_type"] as! String
-        return LlamaConfig(modelType: type, vocabSize: int("vocab_size"), hiddenSize: int("hidden_size"),
-                           intermediateSize: int("intermediate_size"), numHiddenLayers: int("num_hidden_layers"),
-                           numAttentionHeads: int("num_attention_heads"), numKeyValueHeads: int("num_key_value_heads"),
-                           headDim: (j["head_dim"] as? NSNumber)?.intValue,
-                           rmsNormEps: (j["rms_norm_eps"] as! NSNumber).doubleValue, ropeTheta: theta,
-                           ropeScaling: scaling, maxPositionEmbeddings: int("max_position_embeddings"),
-                           tieWordEmbeddings: (j["tie_word_embeddings"] as? Bool) ?? false,
-                           attentionBias: type == "qwen2" || ((j["attention_bias"] as? Bool) ?? false))
+    static func mapConfig(_ data: Data) throws -> ModelConfig {
+        try Architectures.config(fromHF: data, source: "fixture config.json")
     }
 
     /// Minimal safetensors reader: F32 tensors only, fixtures are trusted.

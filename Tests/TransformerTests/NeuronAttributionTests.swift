@@ -7,7 +7,7 @@ import Tensors
 /// `neuronAttribution` against the weight gradients (checked against PyTorch autograd elsewhere): since only
 /// down_proj reads a neuron's activation h_j, Σ_t h[t,j]·∂f/∂h[t,j] = Σ_i W_d[i,j] · ∂f/∂W_d[i,j] exactly.
 final class NeuronAttributionTests: XCTestCase {
-    func sequences(_ name: String) throws -> (LlamaWeights, [TrainingSequence], Int) {
+    func sequences(_ name: String) throws -> (ModelWeights, [TrainingSequence], Int) {
         let w = try TrainingFixture.weights(name)
         let b = try TrainingFixture.batch(name)
         let n = b.prompts.count
@@ -18,11 +18,11 @@ final class NeuronAttributionTests: XCTestCase {
     }
 
     /// Σ_i W_d[i,j]·dW_d[i,j] per layer and neuron, from a full backward with weights gradients.
-    func identityReference(_ w: LlamaWeights, _ model: TrainingModel, _ seqs: [TrainingSequence], _ d: [Float],
+    func identityReference(_ w: ModelWeights, _ model: TrainingModel, _ seqs: [TrainingSequence], _ d: [Float],
                            ablate: NeuronSet? = nil) throws -> [Double] {
         let c = w.config, H = c.hiddenSize, I = c.intermediateSize
         _ = try model.forward(seqs, ablate: ablate)
-        let grads = LlamaGradients(config: c)
+        let grads = ModelGradients(config: c)
         try model.backward(dLogProbs: d, into: grads)
         var out = [Double](repeating: 0, count: c.numHiddenLayers * I)
         for l in 0..<c.numHiddenLayers {

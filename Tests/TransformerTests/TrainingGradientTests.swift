@@ -34,7 +34,7 @@ final class TrainingGradientTests: XCTestCase {
             d[i] = Float(dz); d[n + i] = Float(-dz)
             if let a = b.rpoAlpha { d[i] += Float(-a / Double(nllCount)) }
         }
-        let grads = LlamaGradients(config: w.config)
+        let grads = ModelGradients(config: w.config)
         try model.backward(dLogProbs: d, into: grads)
         // Frozen slices: the fixture zeroes their gradients like the optimizer mask does; ablation alone must
         // already make them zero, so compare WITHOUT masking here.
@@ -92,7 +92,7 @@ final class TrainingGradientTests: XCTestCase {
             model.activationBudgetBytes = budget
             XCTAssertEqual(model.recomputes(tokens: T), budget == 0)
             _ = try model.forward(seqs)
-            let g1 = LlamaGradients(config: w.config), g2 = LlamaGradients(config: w.config)
+            let g1 = ModelGradients(config: w.config), g2 = ModelGradients(config: w.config)
             try model.backward(dLogProbs: d, into: g1)
             try model.backward(dLogProbs: d, into: g2)   // the kept logits were consumed: this one recomputes them
             let a = g1.namedParameters.flatMap { $0.1.array }, c = g2.namedParameters.flatMap { $0.1.array }

@@ -7,11 +7,16 @@ import Tensors
 enum TrainAttention {
     struct Layout {
         var heads: Int, kvHeads: Int, headDim: Int
+        /// Multiplier of q·k.
+        var scale: Float
+        /// Keys a query sees in a sliding-window layer (its own included); nil for full causal attention.
+        var window: Int? = nil
         /// Query rows per causal block: each block's products stop at its last row's keys.
         var block = 64
         var qDim: Int { heads * headDim }
         var kvDim: Int { kvHeads * headDim }
-        var scale: Float { 1 / Float(headDim).squareRoot() }
+        /// First key row query row i sees.
+        func firstKey(_ i: Int) -> Int { window.map { max(0, i - $0 + 1) } ?? 0 }
     }
 
     /// Floats of scratch `forward`/`backward` need for sequences of at most `maxLen` tokens.
@@ -64,10 +69,11 @@ enum TrainAttention {
                 BLAS.sgemm(transB: true, m: m, n: i1, k: d, alpha: a.scale, a: Q + i0 * a.qDim, lda: a.qDim, b: K, ldb: a.kvDim,
                            c: S + i0 * L, ldc: L)
                 for i in i0..<i1 {
-                    let row = S + i * L
-                    let mx = Vec.max(row, i + 1)
-                    let sum = Vec.expShift(row, i + 1, mx)
-                    Vec.scale(row, i + 1, 1 / sum)
+                    let row = S + i * L, lo = a.firstKey(i), n = i + 1 - lo
+                    let mx = Vec.max(row + lo, n)
+                    let sum = Vec.expShift(row + lo, n, mx)
+                    Vec.scale(row + lo, n, 1 / sum)
+                    row.update(repeating: 0, count: lo)
                     (row + i + 1).update(repeating: 0, count: i1 - i - 1)
                     lse[(off + i) * a.heads + h] = mx + logf(sum)
                 }
@@ -98,8 +104,9 @@ enum TrainAttention {
                     BLAS.sgemm(transB: true, m: m, n: i1, k: d, alpha: a.scale, a: Qb, lda: a.qDim, b: K, ldb: a.kvDim,
                                c: Pb, ldc: L)
                     for i in i0..<i1 {
-                        let row = P + i * L
-                        Vec.expShift(row, i + 1, lse[(off + i) * a.heads + h])
+                        let row = P + i * L, lo = a.firstKey(i)
+                        Vec.expShift(row + lo, i + 1 - lo, lse[(off + i) * a.heads + h])
+                        row.update(repeating: 0, count: lo)
                         (row + i + 1).update(repeating: 0, count: i1 - i - 1)
                     }
                     BLAS.sgemm(transB: true, m: m, n: i1, k: d, a: dOb, lda: a.qDim, b: V, ldb: a.kvDim, c: dPb, ldc: L)

@@ -37,8 +37,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
 /// rows that predict a completion token, in chunks of at most `lmHeadChunkElements` logits; their
 /// probabilities are kept for backward when they fit `logitsBudgetBytes`, else recomputed.
 public final class TrainingModel: @unchecked Sendable {
-    public let weights: LlamaWeights
-    public let config: LlamaConfig
+    public let weights: ModelWeights
+    public let config: ModelConfig
     /// true: always recompute layers in backward; false: always keep activations; nil (default): keep them
     /// when `keptActivationBytes` of the batch is at most `activationBudgetBytes`.
     public var recomputeLayers: Bool?
@@ -48,14 +48,20 @@ public final class TrainingModel: @unchecked Sendable {
     public var logitsBudgetBytes: Int = 1 << 30
     public var lmHeadChunkElements: Int = 1 << 23
 
-    private var ropeCos: [Float] = [], ropeSin: [Float] = [], ropeLen = 0
+    /// The RoPE tables inference uses (one per distinct base and scaling), and each layer's index into them.
+    private let ropes: [RotaryEmbedding], layerRope: [Int]
     private var state: ForwardState?
 
-    public init(weights: LlamaWeights, recomputeLayers: Bool? = nil) throws {
+    public init(weights: ModelWeights, recomputeLayers: Bool? = nil) throws {
         try weights.config.validate(source: "training model")
+        if weights.config.attentionLogitSoftcap != nil {
+            throw TransformerError.unsupported(source: "training model",
+                reason: "attention-logit soft-capping (Gemma 2) in the training backward; inference supports it")
+        }
         self.weights = weights
         self.config = weights.config
         self.recomputeLayers = recomputeLayers
+        (ropes, layerRope) = InferenceModel.rotaryTables(weights.config)
     }
 
     /// Frees what the last forward kept for backward.
@@ -63,8 +69,10 @@ public final class TrainingModel: @unchecked Sendable {
 
     /// Bytes of per-layer activations a forward over `tokens` packed rows keeps for backward when it does
     /// not recompute layers (beyond the layer inputs, which are kept either way).
-    public static func keptActivationBytes(tokens: Int, config c: LlamaConfig) -> Int {
-        let perTokenLayer = 2 * c.qDim + 2 * c.kvDim + c.hiddenSize + 2 * c.intermediateSize + 2 + c.numAttentionHeads
+    public static func keptActivationBytes(tokens: Int, config c: ModelConfig) -> Int {
+        var perTokenLayer = 2 * c.qDim + 2 * c.kvDim + c.hiddenSize + 2 * c.intermediateSize + 2 + c.numAttentionHeads
+        if c.recipe.qkNorm { perTokenLayer += c.qDim + c.kvDim + c.numAttentionHeads + c.numKeyValueHeads }
+        if c.recipe.normPlacement == .sandwich { perTokenLayer += 2 * c.hiddenSize + 2 }
         return 4 * tokens * perTokenLayer * c.numHiddenLayers
     }
 
@@ -75,11 +83,15 @@ public final class TrainingModel: @unchecked Sendable {
 
     // MARK: Saved activations
 
-    /// What one layer's backward reads and cannot cheaply rebuild.
+    /// What one layer's backward reads and cannot cheaply rebuild. q and k are after QK-norm and RoPE; `qPre`/`kPre`
+    /// (QK-norm) are the projections before their norm; `attnOut`/`mlpOut` (sandwich) the sublayer outputs before
+    /// their post-norm.
     final class LayerActs {
         let q, k, v, att, x2, gate, up: Tensor
         let rstd1, rstd2, lse: Tensor
-        init(T: Int, c: LlamaConfig) {
+        let qPre, kPre, rstdQ, rstdK: Tensor?
+        let attnOut, mlpOut, rstdAttnOut, rstdMlpOut: Tensor?
+        init(T: Int, c: ModelConfig) {
             x2 = Tensor(shape: [T, c.hiddenSize], zeroed: false)
             q = Tensor(shape: [T, c.qDim], zeroed: false); att = Tensor(shape: [T, c.qDim], zeroed: false)
             k = Tensor(shape: [T, c.kvDim], zeroed: false); v = Tensor(shape: [T, c.kvDim], zeroed: false)
@@ -87,13 +99,22 @@ public final class TrainingModel: @unchecked Sendable {
             up = Tensor(shape: [T, c.intermediateSize], zeroed: false)
             rstd1 = Tensor(shape: [T], zeroed: false); rstd2 = Tensor(shape: [T], zeroed: false)
             lse = Tensor(shape: [T, c.numAttentionHeads], zeroed: false)
+            let qk = c.recipe.qkNorm, sandwich = c.recipe.normPlacement == .sandwich
+            qPre = qk ? Tensor(shape: [T, c.qDim], zeroed: false) : nil
+            kPre = qk ? Tensor(shape: [T, c.kvDim], zeroed: false) : nil
+            rstdQ = qk ? Tensor(shape: [T * c.numAttentionHeads], zeroed: false) : nil
+            rstdK = qk ? Tensor(shape: [T * c.numKeyValueHeads], zeroed: false) : nil
+            attnOut = sandwich ? Tensor(shape: [T, c.hiddenSize], zeroed: false) : nil
+            mlpOut = sandwich ? Tensor(shape: [T, c.hiddenSize], zeroed: false) : nil
+            rstdAttnOut = sandwich ? Tensor(shape: [T], zeroed: false) : nil
+            rstdMlpOut = sandwich ? Tensor(shape: [T], zeroed: false) : nil
         }
     }
 
     /// The cheap-to-rebuild activations of the layer being processed (shared by all layers).
     final class LayerWork {
         let xn1, xn2, h: Tensor
-        init(T: Int, c: LlamaConfig) {
+        init(T: Int, c: ModelConfig) {
             xn1 = Tensor(shape: [T, c.hiddenSize], zeroed: false); xn2 = Tensor(shape: [T, c.hiddenSize], zeroed: false)
             h = Tensor(shape: [T, c.intermediateSize], zeroed: false)
         }
@@ -151,12 +172,13 @@ public final class TrainingModel: @unchecked Sendable {
         let T = st.ids.count
         st.recompute = recomputes(tokens: T)
         let keepActs = keepForBackward && !st.recompute
-        ensureRope(maxLen)
+        for r in ropes { r.reserve(positions: maxLen) }
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: TrainAttention.scratchCount(maxLen: maxLen))
         defer { scratch.deallocate() }
 
         var x = Tensor(shape: [T, H], zeroed: false)
-        TrainOps.embeddingForward(x.pointer, ids: st.ids, table: weights.embedTokens.pointer, hidden: H)
+        TrainOps.embeddingForward(x.pointer, ids: st.ids, table: weights.embedTokens.pointer, hidden: H,
+                                  scale: c.embeddingScale.map { Float($0) })
         let work = LayerWork(T: T, c: c)
         let reuse = keepActs ? nil : LayerActs(T: T, c: c)
         for l in 0..<c.numHiddenLayers {
@@ -171,8 +193,8 @@ public final class TrainingModel: @unchecked Sendable {
         }
         if keepForBackward { st.layerInputs.append(x) }
         let xnf = Tensor(shape: [T, H], zeroed: false), rstdf = Tensor(shape: [T], zeroed: false)
-        TrainOps.rmsnormForward(xnf.pointer, rstd: rstdf.pointer, x: x.pointer, w: weights.norm.pointer,
-                                rows: T, dim: H, eps: Float(c.rmsNormEps))
+        Kernels.rmsNorm(x.pointer, rows: T, dim: H, weight: weights.norm.pointer, weightOffset: c.recipe.normWeightOffset,
+                        eps: Float(c.rmsNormEps), into: xnf.pointer, rstd: rstdf.pointer)
         st.xnf = xnf; st.rstdf = rstdf
 
         // LM head on the completion-predicting rows only.
@@ -183,7 +205,10 @@ public final class TrainingModel: @unchecked Sendable {
         let targetsP = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, R))
         targetsP.initialize(from: st.targets, count: R)
         defer { lseP.deallocate(); invP.deallocate(); logpP.deallocate(); targetsP.deallocate() }
-        let probs: Tensor? = keepForBackward && R * V <= logitsBudgetBytes / 4 ? Tensor(shape: [R, V], zeroed: false) : nil
+        // Soft-capped logits are always recomputed in backward: its chain rule needs the capped values themselves.
+        let softcap = c.finalLogitSoftcap.map { Float($0) }
+        let probs: Tensor? = keepForBackward && softcap == nil && R * V <= logitsBudgetBytes / 4
+            ? Tensor(shape: [R, V], zeroed: false) : nil
         let chunk = max(1, min(R, lmHeadChunkElements / V))
         let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, chunk * H))
         let scratchLogits: UnsafeMutablePointer<Float>? = probs == nil ? .allocate(capacity: max(1, chunk * V)) : nil
@@ -195,6 +220,7 @@ public final class TrainingModel: @unchecked Sendable {
             let logits = probs.map { $0.pointer + r0 * V } ?? scratchLogits!
             for i in 0..<n { (buf + i * H).update(from: xnf.pointer + st.rows[r0 + i] * H, count: H) }
             BLAS.linear(buf, count: n, inFeatures: H, weight: W, outFeatures: V, into: logits)
+            if let cap = softcap { Self.softcap(logits, n * V, cap) }
             let lseOut = lseP + r0, inv = invP + r0, lp = logpP + r0, tg = targetsP + r0
             Parallel.forRanges(n) { rr in
                 for i in rr {
@@ -219,57 +245,85 @@ public final class TrainingModel: @unchecked Sendable {
         return out
     }
 
+    private func norm(_ x: UnsafePointer<Float>, _ w: Tensor, rows: Int, dim: Int, into out: UnsafeMutablePointer<Float>,
+                      rstd: UnsafeMutablePointer<Float>) {
+        Kernels.rmsNorm(x, rows: rows, dim: dim, weight: w.pointer, weightOffset: config.recipe.normWeightOffset,
+                        eps: Float(config.rmsNormEps), into: out, rstd: rstd)
+    }
+
+    private var activation: Kernels.GateActivation { config.recipe.activation == .silu ? .silu : .geluTanh }
+
+    /// One decoder layer: attention then MLP, each as norm → sublayer (→ post-norm when sandwiched) → residual add.
     private func layerForward(_ l: Int, x: Tensor, out: Tensor, acts a: LayerActs, work w: LayerWork, st: ForwardState,
                               scratch: UnsafeMutablePointer<Float>) {
         let c = config, lw = weights.layers[l], T = st.ids.count, H = c.hiddenSize, I = c.intermediateSize
-        let eps = Float(c.rmsNormEps)
-        TrainOps.rmsnormForward(w.xn1.pointer, rstd: a.rstd1.pointer, x: x.pointer, w: lw.inputNorm.pointer,
-                                rows: T, dim: H, eps: eps)
-        TrainOps.linearForward(a.q.pointer, x: w.xn1.pointer, w: lw.qProj.pointer, bias: lw.qBias?.pointer,
-                               rows: T, inDim: H, outDim: c.qDim)
-        TrainOps.linearForward(a.k.pointer, x: w.xn1.pointer, w: lw.kProj.pointer, bias: lw.kBias?.pointer,
-                               rows: T, inDim: H, outDim: c.kvDim)
+        norm(x.pointer, lw.inputNorm, rows: T, dim: H, into: w.xn1.pointer, rstd: a.rstd1.pointer)
+        if let qPre = a.qPre, let kPre = a.kPre, let qn = lw.qNorm, let kn = lw.kNorm {
+            TrainOps.linearForward(qPre.pointer, x: w.xn1.pointer, w: lw.qProj.pointer, bias: lw.qBias?.pointer,
+                                   rows: T, inDim: H, outDim: c.qDim)
+            TrainOps.linearForward(kPre.pointer, x: w.xn1.pointer, w: lw.kProj.pointer, bias: lw.kBias?.pointer,
+                                   rows: T, inDim: H, outDim: c.kvDim)
+            norm(qPre.pointer, qn, rows: T * c.numAttentionHeads, dim: c.headDim, into: a.q.pointer, rstd: a.rstdQ!.pointer)
+            norm(kPre.pointer, kn, rows: T * c.numKeyValueHeads, dim: c.headDim, into: a.k.pointer, rstd: a.rstdK!.pointer)
+        } else {
+            TrainOps.linearForward(a.q.pointer, x: w.xn1.pointer, w: lw.qProj.pointer, bias: lw.qBias?.pointer,
+                                   rows: T, inDim: H, outDim: c.qDim)
+            TrainOps.linearForward(a.k.pointer, x: w.xn1.pointer, w: lw.kProj.pointer, bias: lw.kBias?.pointer,
+                                   rows: T, inDim: H, outDim: c.kvDim)
+        }
         TrainOps.linearForward(a.v.pointer, x: w.xn1.pointer, w: lw.vProj.pointer, bias: lw.vBias?.pointer,
                                rows: T, inDim: H, outDim: c.kvDim)
-        ropeCos.withUnsafeBufferPointer { cs in
-            ropeSin.withUnsafeBufferPointer { sn in
-                TrainOps.ropeForward(a.q.pointer, positions: st.positions, heads: c.numAttentionHeads, headDim: c.headDim,
-                                     cos: cs.baseAddress!, sin: sn.baseAddress!)
-                TrainOps.ropeForward(a.k.pointer, positions: st.positions, heads: c.numKeyValueHeads, headDim: c.headDim,
-                                     cos: cs.baseAddress!, sin: sn.baseAddress!)
-            }
+        let rope = ropes[layerRope[l]]
+        st.positions.withUnsafeBufferPointer { pos in
+            rope.apply(rows: T, a.q.pointer, stride: c.qDim, heads: c.numAttentionHeads, positions: pos.baseAddress!)
+            rope.apply(rows: T, a.k.pointer, stride: c.kvDim, heads: c.numKeyValueHeads, positions: pos.baseAddress!)
         }
         TrainAttention.forward(out: a.att.pointer, lse: a.lse.pointer, q: a.q.pointer, k: a.k.pointer, v: a.v.pointer,
-                               offsets: st.offsets, lengths: st.lengths, layout: layout, scratch: scratch)
-        TrainOps.linearForward(a.x2.pointer, x: a.att.pointer, w: lw.oProj.pointer, bias: nil, rows: T, inDim: c.qDim, outDim: H)
-        add(a.x2.pointer, x.pointer, T * H)
-        TrainOps.rmsnormForward(w.xn2.pointer, rstd: a.rstd2.pointer, x: a.x2.pointer, w: lw.postAttentionNorm.pointer,
-                                rows: T, dim: H, eps: eps)
+                               offsets: st.offsets, lengths: st.lengths, layout: layout(l), scratch: scratch)
+        if let ao = a.attnOut, let post = lw.attnOutputNorm {
+            // x2 = x + norm(att·Woᵀ); `out` holds the normed output until the MLP needs it.
+            TrainOps.linearForward(ao.pointer, x: a.att.pointer, w: lw.oProj.pointer, bias: nil, rows: T, inDim: c.qDim, outDim: H)
+            norm(ao.pointer, post, rows: T, dim: H, into: out.pointer, rstd: a.rstdAttnOut!.pointer)
+            a.x2.pointer.update(from: x.pointer, count: T * H)
+            add(a.x2.pointer, out.pointer, T * H)
+        } else {
+            TrainOps.linearForward(a.x2.pointer, x: a.att.pointer, w: lw.oProj.pointer, bias: nil, rows: T, inDim: c.qDim, outDim: H)
+            add(a.x2.pointer, x.pointer, T * H)
+        }
+        norm(a.x2.pointer, lw.mlpNorm, rows: T, dim: H, into: w.xn2.pointer, rstd: a.rstd2.pointer)
         TrainOps.linearForward(a.gate.pointer, x: w.xn2.pointer, w: lw.gateProj.pointer, bias: nil, rows: T, inDim: H, outDim: I)
         TrainOps.linearForward(a.up.pointer, x: w.xn2.pointer, w: lw.upProj.pointer, bias: nil, rows: T, inDim: H, outDim: I)
-        TrainOps.swigluForward(w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, rows: T, dim: I,
-                               ablated: st.ablation?.perLayer[l] ?? [])
-        TrainOps.linearForward(out.pointer, x: w.h.pointer, w: lw.downProj.pointer, bias: nil, rows: T, inDim: I, outDim: H)
+        Kernels.gatedActivation(activation, gate: a.gate.pointer, up: a.up.pointer, into: w.h.pointer, rows: T, dim: I,
+                                zeroColumns: st.ablation?.perLayer[l] ?? [])
+        if let mo = a.mlpOut, let post = lw.mlpOutputNorm {
+            TrainOps.linearForward(mo.pointer, x: w.h.pointer, w: lw.downProj.pointer, bias: nil, rows: T, inDim: I, outDim: H)
+            norm(mo.pointer, post, rows: T, dim: H, into: out.pointer, rstd: a.rstdMlpOut!.pointer)
+        } else {
+            TrainOps.linearForward(out.pointer, x: w.h.pointer, w: lw.downProj.pointer, bias: nil, rows: T, inDim: I, outDim: H)
+        }
         add(out.pointer, a.x2.pointer, T * H)
     }
 
-    /// Rebuilds a kept layer's norm outputs and SwiGLU product into `w`, bit-identical to its forward.
+    /// Rebuilds a kept layer's norm outputs and gated product into `w`, bit-identical to its forward.
     private func layerRebuild(_ l: Int, x: Tensor, acts a: LayerActs, work w: LayerWork, st: ForwardState) {
         let c = config, lw = weights.layers[l], T = st.ids.count, H = c.hiddenSize
-        let eps = Float(c.rmsNormEps)
-        TrainOps.rmsnormForward(w.xn1.pointer, rstd: a.rstd1.pointer, x: x.pointer, w: lw.inputNorm.pointer,
-                                rows: T, dim: H, eps: eps)
-        TrainOps.rmsnormForward(w.xn2.pointer, rstd: a.rstd2.pointer, x: a.x2.pointer, w: lw.postAttentionNorm.pointer,
-                                rows: T, dim: H, eps: eps)
-        TrainOps.swigluForward(w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, rows: T, dim: c.intermediateSize,
-                               ablated: st.ablation?.perLayer[l] ?? [])
+        norm(x.pointer, lw.inputNorm, rows: T, dim: H, into: w.xn1.pointer, rstd: a.rstd1.pointer)
+        norm(a.x2.pointer, lw.mlpNorm, rows: T, dim: H, into: w.xn2.pointer, rstd: a.rstd2.pointer)
+        Kernels.gatedActivation(activation, gate: a.gate.pointer, up: a.up.pointer, into: w.h.pointer, rows: T,
+                                dim: c.intermediateSize, zeroColumns: st.ablation?.perLayer[l] ?? [])
     }
 
     /// Query rows per causal attention block (tests shrink it so short fixtures span several blocks).
     var attentionBlock = 64
 
-    private var layout: TrainAttention.Layout {
-        .init(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: config.headDim, block: attentionBlock)
+    private func layout(_ l: Int) -> TrainAttention.Layout {
+        .init(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: config.headDim,
+              scale: config.queryKeyScale, window: config.window(layer: l), block: attentionBlock)
+    }
+
+    /// x ← cap · tanh(x / cap), transformers' order of operations.
+    static func softcap(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ cap: Float) {
+        Parallel.forRanges(n, minChunk: 1 << 14) { r in for i in r { x[i] = tanhf(x[i] / cap) * cap } }
     }
 
     private func add(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
@@ -279,7 +333,7 @@ public final class TrainingModel: @unchecked Sendable {
     // MARK: Backward
 
     /// Backpropagates dL/d(logp_seq) (one per sequence of the last forward) into `grads` (accumulating).
-    public func backward(dLogProbs: [Float], into grads: LlamaGradients) throws {
+    public func backward(dLogProbs: [Float], into grads: ModelGradients) throws {
         precondition(grads.config == config, "gradients of a different model")
         try backwardPass(dLogProbs: dLogProbs, grads: grads, attribution: nil)
     }
@@ -300,21 +354,24 @@ public final class TrainingModel: @unchecked Sendable {
 
     /// The backward pass. Without `grads` no weight gradient is formed (only what flows to lower layers);
     /// with `attribution` ([sequences × layers × intermediate]) each layer adds Σ_t a·∂f/∂a per sequence.
-    private func backwardPass(dLogProbs: [Float], grads: LlamaGradients?, attribution: UnsafeMutablePointer<Double>?) throws {
+    private func backwardPass(dLogProbs: [Float], grads: ModelGradients?, attribution: UnsafeMutablePointer<Double>?) throws {
         guard let st = state, !st.layerInputs.isEmpty else { throw TrainingError.noForwardState }
         guard dLogProbs.count == st.sequenceCount else {
             throw TrainingError.invalidBatch(reason: "\(dLogProbs.count) gradients for \(st.sequenceCount) sequences")
         }
-        let c = config, T = st.ids.count, H = c.hiddenSize, I = c.intermediateSize
+        let c = config, T = st.ids.count, H = c.hiddenSize, I = c.intermediateSize, offset = c.recipe.normWeightOffset
         let g = grads?.storage
         // Norm weight gradients are cheap ([H] per row); without `grads` they land in a scratch vector.
-        let normScratch = Tensor(shape: [H])
+        let normScratch = Tensor(shape: [max(H, c.headDim)])
+        func normBackward(dx: Tensor, dw: Tensor?, dout: Tensor, x: Tensor, w: Tensor, rstd: Tensor, rows: Int, dim: Int) {
+            TrainOps.rmsnormBackward(dx: dx.pointer, dw: (dw ?? normScratch).pointer, dout: dout.pointer, x: x.pointer,
+                                     w: w.pointer, weightOffset: offset, rstd: rstd.pointer, rows: rows, dim: dim)
+        }
         let dxnf = Tensor(shape: [T, H])
         lmHeadBackward(st, dLogProbs: dLogProbs, dxnf: dxnf, dW: g.map { ($0.lmHead ?? $0.embedTokens).pointer })
         let dres = Tensor(shape: [T, H])
-        TrainOps.rmsnormBackward(dx: dres.pointer, dw: (g?.norm ?? normScratch).pointer, dout: dxnf.pointer,
-                                 x: st.layerInputs[c.numHiddenLayers].pointer,
-                                 w: weights.norm.pointer, rstd: st.rstdf.pointer, rows: T, dim: H)
+        normBackward(dx: dres, dw: g?.norm, dout: dxnf, x: st.layerInputs[c.numHiddenLayers], w: weights.norm,
+                     rstd: st.rstdf, rows: T, dim: H)
 
         let maxLen = st.lengths.max() ?? 0
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: TrainAttention.scratchCount(maxLen: maxLen))
@@ -325,6 +382,8 @@ public final class TrainingModel: @unchecked Sendable {
         let dxn = Tensor(shape: [T, H], zeroed: false), datt = Tensor(shape: [T, c.qDim], zeroed: false)
         let dq = Tensor(shape: [T, c.qDim], zeroed: false)
         let dk = Tensor(shape: [T, c.kvDim]), dv = Tensor(shape: [T, c.kvDim])
+        // QK-norm: gradients of the projections before their norm.
+        let dqPre = c.recipe.qkNorm ? Tensor(shape: [T, c.qDim]) : nil, dkPre = c.recipe.qkNorm ? Tensor(shape: [T, c.kvDim]) : nil
         for l in stride(from: c.numHiddenLayers - 1, through: 0, by: -1) {
             let x = st.layerInputs[l]
             let a: LayerActs
@@ -338,47 +397,65 @@ public final class TrainingModel: @unchecked Sendable {
             }
             let lw = weights.layers[l], lg = g?.layers[l]
             let ablated = st.ablation?.perLayer[l] ?? []
-            // MLP: out = x2 + h·Wdᵀ. h is dead after the down projection's weight gradient, so dgate reuses it.
+            // MLP: out = x2 + [norm](h·Wdᵀ). With a post-norm its input gradient goes through dxn first.
+            var dDown = dres
+            if let mo = a.mlpOut, let post = lw.mlpOutputNorm {
+                dxn.zero()
+                normBackward(dx: dxn, dw: lg?.mlpOutputNorm, dout: dres, x: mo, w: post, rstd: a.rstdMlpOut!, rows: T, dim: H)
+                dDown = dxn
+            }
+            // h is dead after the down projection's weight gradient, so dgate reuses it.
             let dgate = work.h
-            TrainOps.linearBackward(dx: dh.pointer, accumulateDx: false, dw: lg?.downProj.pointer, db: nil, dy: dres.pointer,
+            TrainOps.linearBackward(dx: dh.pointer, accumulateDx: false, dw: lg?.downProj.pointer, db: nil, dy: dDown.pointer,
                                     x: work.h.pointer, w: lw.downProj.pointer, rows: T, inDim: I, outDim: H)
             if let attribution {
                 Self.accumulateAttribution(attribution, layer: l, h: work.h.pointer, dh: dh.pointer, st: st,
                                            layers: c.numHiddenLayers, width: I)
             }
-            TrainOps.swigluBackward(dgate: dgate.pointer, dup: dh.pointer, dh: dh.pointer, gate: a.gate.pointer, up: a.up.pointer,
-                                    rows: T, dim: I, ablated: ablated)
+            TrainOps.gatedActivationBackward(activation, dgate: dgate.pointer, dup: dh.pointer, dh: dh.pointer,
+                                             gate: a.gate.pointer, up: a.up.pointer, rows: T, dim: I, ablated: ablated)
             TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: false, dw: lg?.gateProj.pointer, db: nil, dy: dgate.pointer,
                                     x: work.xn2.pointer, w: lw.gateProj.pointer, rows: T, inDim: H, outDim: I)
             TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg?.upProj.pointer, db: nil, dy: dh.pointer,
                                     x: work.xn2.pointer, w: lw.upProj.pointer, rows: T, inDim: H, outDim: I)
-            TrainOps.rmsnormBackward(dx: dres.pointer, dw: (lg?.postAttentionNorm ?? normScratch).pointer, dout: dxn.pointer, x: a.x2.pointer,
-                                     w: lw.postAttentionNorm.pointer, rstd: a.rstd2.pointer, rows: T, dim: H)
-            // Attention: x2 = x + att·Woᵀ
-            TrainOps.linearBackward(dx: datt.pointer, accumulateDx: false, dw: lg?.oProj.pointer, db: nil, dy: dres.pointer,
+            normBackward(dx: dres, dw: lg?.mlpNorm, dout: dxn, x: a.x2, w: lw.mlpNorm, rstd: a.rstd2, rows: T, dim: H)
+            // Attention: x2 = x + [norm](att·Woᵀ)
+            var dO = dres
+            if let ao = a.attnOut, let post = lw.attnOutputNorm {
+                dxn.zero()
+                normBackward(dx: dxn, dw: lg?.attnOutputNorm, dout: dres, x: ao, w: post, rstd: a.rstdAttnOut!, rows: T, dim: H)
+                dO = dxn
+            }
+            TrainOps.linearBackward(dx: datt.pointer, accumulateDx: false, dw: lg?.oProj.pointer, db: nil, dy: dO.pointer,
                                     x: a.att.pointer, w: lw.oProj.pointer, rows: T, inDim: c.qDim, outDim: H)
             dk.zero(); dv.zero()
             TrainAttention.backward(dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: datt.pointer, q: a.q.pointer,
                                     k: a.k.pointer, v: a.v.pointer, lse: a.lse.pointer, offsets: st.offsets,
-                                    lengths: st.lengths, layout: layout, scratch: scratch)
-            ropeCos.withUnsafeBufferPointer { cs in
-                ropeSin.withUnsafeBufferPointer { sn in
-                    TrainOps.ropeBackward(dq.pointer, positions: st.positions, heads: c.numAttentionHeads, headDim: c.headDim,
-                                          cos: cs.baseAddress!, sin: sn.baseAddress!)
-                    TrainOps.ropeBackward(dk.pointer, positions: st.positions, heads: c.numKeyValueHeads, headDim: c.headDim,
-                                          cos: cs.baseAddress!, sin: sn.baseAddress!)
-                }
+                                    lengths: st.lengths, layout: layout(l), scratch: scratch)
+            let rope = ropes[layerRope[l]]
+            st.positions.withUnsafeBufferPointer { pos in
+                rope.apply(rows: T, dq.pointer, stride: c.qDim, heads: c.numAttentionHeads, positions: pos.baseAddress!, inverse: true)
+                rope.apply(rows: T, dk.pointer, stride: c.kvDim, heads: c.numKeyValueHeads, positions: pos.baseAddress!, inverse: true)
+            }
+            var dQ = dq, dK = dk
+            if let dqPre, let dkPre, let qPre = a.qPre, let kPre = a.kPre, let qn = lw.qNorm, let kn = lw.kNorm {
+                dqPre.zero(); dkPre.zero()
+                normBackward(dx: dqPre, dw: lg?.qNorm, dout: dq, x: qPre, w: qn, rstd: a.rstdQ!, rows: T * c.numAttentionHeads, dim: c.headDim)
+                normBackward(dx: dkPre, dw: lg?.kNorm, dout: dk, x: kPre, w: kn, rstd: a.rstdK!, rows: T * c.numKeyValueHeads, dim: c.headDim)
+                dQ = dqPre; dK = dkPre
             }
             TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: false, dw: lg?.qProj.pointer, db: lg?.qBias?.pointer,
-                                    dy: dq.pointer, x: work.xn1.pointer, w: lw.qProj.pointer, rows: T, inDim: H, outDim: c.qDim)
+                                    dy: dQ.pointer, x: work.xn1.pointer, w: lw.qProj.pointer, rows: T, inDim: H, outDim: c.qDim)
             TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg?.kProj.pointer, db: lg?.kBias?.pointer,
-                                    dy: dk.pointer, x: work.xn1.pointer, w: lw.kProj.pointer, rows: T, inDim: H, outDim: c.kvDim)
+                                    dy: dK.pointer, x: work.xn1.pointer, w: lw.kProj.pointer, rows: T, inDim: H, outDim: c.kvDim)
             TrainOps.linearBackward(dx: dxn.pointer, accumulateDx: true, dw: lg?.vProj.pointer, db: lg?.vBias?.pointer,
                                     dy: dv.pointer, x: work.xn1.pointer, w: lw.vProj.pointer, rows: T, inDim: H, outDim: c.kvDim)
-            TrainOps.rmsnormBackward(dx: dres.pointer, dw: (lg?.inputNorm ?? normScratch).pointer, dout: dxn.pointer, x: x.pointer,
-                                     w: lw.inputNorm.pointer, rstd: a.rstd1.pointer, rows: T, dim: H)
+            normBackward(dx: dres, dw: lg?.inputNorm, dout: dxn, x: x, w: lw.inputNorm, rstd: a.rstd1, rows: T, dim: H)
         }
-        if let g { TrainOps.embeddingBackward(g.embedTokens.pointer, ids: st.ids, dout: dres.pointer, hidden: H) }
+        if let g {
+            TrainOps.embeddingBackward(g.embedTokens.pointer, ids: st.ids, dout: dres.pointer, hidden: H,
+                                       scale: c.embeddingScale.map { Float($0) })
+        }
     }
 
     /// attribution[s][layer][j] += Σ_{t ∈ sequence s} h[t, j] · dh[t, j]. Workers split the neurons, so no two
@@ -402,6 +479,7 @@ public final class TrainingModel: @unchecked Sendable {
     /// so a second backward of the same forward recomputes); otherwise the logits are recomputed chunk by chunk.
     private func lmHeadBackward(_ st: ForwardState, dLogProbs: [Float], dxnf: Tensor, dW: UnsafeMutablePointer<Float>?) {
         let H = config.hiddenSize, V = config.vocabSize, R = st.rows.count
+        let softcap = config.finalLogitSoftcap.map { Float($0) }
         let probs = st.probs
         st.probs = nil
         let chunk = probs != nil ? max(1, R) : max(1, min(R, lmHeadChunkElements / V))
@@ -425,6 +503,17 @@ public final class TrainingModel: @unchecked Sendable {
                                 Parallel.forRanges(n) { rr in
                                     for i in rr {
                                         let row = logits + i * V, r = r0 + i, gi = gs[rs[r]]
+                                        if let cap = softcap {
+                                            // c = cap·tanh(z/cap): dz = dc · (1 − (c/cap)²), dc = g·(onehot − e^(c − lse)).
+                                            let target = Int(tg[r])
+                                            for j in 0..<V {
+                                                let cj = tanhf(row[j] / cap) * cap, t = cj / cap
+                                                var d = -gi * Kernels.exp(cj - lse[r])
+                                                if j == target { d += gi }
+                                                row[j] = d * (1 - t * t)
+                                            }
+                                            continue
+                                        }
                                         if recomputed {
                                             Vec.expShift(row, V, lse[r])
                                             Vec.scale(row, V, -gi)
@@ -447,46 +536,5 @@ public final class TrainingModel: @unchecked Sendable {
             }
             r0 += n
         }
-    }
-
-    // MARK: RoPE tables
-
-    /// cos/sin [maxLen × headDim/2] in f32 computed like HF (inv_freq in f32, llama3 rescaling in f32,
-    /// angle = f32(pos)·inv_freq rounded to f32, then cos/sin).
-    private func ensureRope(_ maxLen: Int) {
-        if maxLen <= ropeLen { return }
-        let invFreq = Self.ropeInverseFrequencies(config)
-        let half = config.headDim / 2, n = max(maxLen, 1)
-        var cs = [Float](repeating: 0, count: n * half), sn = cs
-        for p in 0..<n {
-            for i in 0..<half {
-                let angle = Float(p) * invFreq[i]
-                cs[p * half + i] = Float(Foundation.cos(Double(angle)))
-                sn[p * half + i] = Float(Foundation.sin(Double(angle)))
-            }
-        }
-        ropeCos = cs; ropeSin = sn; ropeLen = n
-    }
-
-    static func ropeInverseFrequencies(_ c: LlamaConfig) -> [Float] {
-        let d = c.headDim
-        var inv = (0..<(d / 2)).map { i -> Float in
-            let e = Float(2 * i) / Float(d)
-            return 1 / Float(Foundation.pow(Double(Float(c.ropeTheta)), Double(e)))
-        }
-        if let s = c.ropeScaling, s.ropeType == "llama3" {
-            let factor = Float(s.factor), low = Float(s.lowFreqFactor), high = Float(s.highFreqFactor)
-            let old = Float(s.originalMaxPositionEmbeddings)
-            let lowWave = old / low, highWave = old / high
-            inv = inv.map { f in
-                let wavelen = Float(2 * Double.pi) / f
-                var scaled = wavelen > lowWave ? f / factor : f
-                let smooth = (old / wavelen - low) / (high - low)
-                let smoothed = (1 - smooth) * scaled / factor + smooth * scaled
-                if !(wavelen < highWave) && !(wavelen > lowWave) { scaled = smoothed }
-                return scaled
-            }
-        }
-        return inv
     }
 }

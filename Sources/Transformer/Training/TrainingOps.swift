@@ -7,44 +7,35 @@ import Tensors
 enum TrainOps {
     // MARK: Embedding
 
-    /// out[T×H] = table[ids[t]]
-    static func embeddingForward(_ out: UnsafeMutablePointer<Float>, ids: [Int32], table: UnsafePointer<Float>, hidden H: Int) {
+    /// out[T×H] = table[ids[t]] · scale (Gemma scales its embeddings by √hidden)
+    static func embeddingForward(_ out: UnsafeMutablePointer<Float>, ids: [Int32], table: UnsafePointer<Float>, hidden H: Int,
+                                 scale: Float? = nil) {
         ids.withUnsafeBufferPointer { ids in
             Parallel.forRanges(ids.count, minChunk: 64) { r in
-                for t in r { (out + t * H).update(from: table + Int(ids[t]) * H, count: H) }
+                for t in r {
+                    let o = out + t * H
+                    o.update(from: table + Int(ids[t]) * H, count: H)
+                    if let scale { for i in 0..<H { o[i] *= scale } }
+                }
             }
         }
     }
 
-    /// dtable[ids[t]] += dout[t]   (serial: repeated ids would race)
-    static func embeddingBackward(_ dtable: UnsafeMutablePointer<Float>, ids: [Int32], dout: UnsafePointer<Float>, hidden H: Int) {
+    /// dtable[ids[t]] += dout[t] · scale   (serial: repeated ids would race)
+    static func embeddingBackward(_ dtable: UnsafeMutablePointer<Float>, ids: [Int32], dout: UnsafePointer<Float>, hidden H: Int,
+                                  scale: Float? = nil) {
+        let s = scale ?? 1
         for (t, id) in ids.enumerated() {
             let d = dtable + Int(id) * H, g = dout + t * H
-            for i in 0..<H { d[i] += g[i] }
+            for i in 0..<H { d[i] += g[i] * s }
         }
     }
 
-    // MARK: RMSNorm (HF LlamaRMSNorm: w · x · rsqrt(mean(x²) + eps))
+    // MARK: RMSNorm backward (the forward is `Kernels.rmsNorm`, shared with inference)
 
-    /// x[T×H], w[H] → out[T×H], rstd[T]
-    static func rmsnormForward(_ out: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
-                               x: UnsafePointer<Float>, w: UnsafePointer<Float>, rows T: Int, dim H: Int, eps: Float) {
-        Parallel.forRanges(T, minChunk: 32) { r in
-            for t in r {
-                let xr = x + t * H, o = out + t * H
-                let s = 1 / (Vec.dot(xr, xr, H) / Float(H) + eps).squareRoot()
-                rstd[t] = s
-                let vs = Vec.V(repeating: s)
-                var i = 0
-                while i + 16 <= H { Vec.store(Vec.load(w + i) * (Vec.load(xr + i) * vs), o + i); i += 16 }
-                while i < H { o[i] = w[i] * (xr[i] * s); i += 1 }
-            }
-        }
-    }
-
-    /// dout[T×H] → dx[T×H] (+=), dw[H] (+=). Needs x and rstd from the forward.
+    /// dout[T×H] → dx[T×H] (+=), dw[H] (+=) for out = (offset + w)·x̂. Needs x and rstd from the forward.
     static func rmsnormBackward(dx: UnsafeMutablePointer<Float>, dw: UnsafeMutablePointer<Float>,
-                                dout: UnsafePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+                                dout: UnsafePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>, weightOffset: Float = 0,
                                 rstd: UnsafePointer<Float>, rows T: Int, dim H: Int) {
         // dx is row-parallel; dw is reduced per worker chunk then summed, so no two threads write one cell.
         let workers = max(1, min(Parallel.workers, T / 32))
@@ -53,6 +44,7 @@ enum TrainOps {
         defer { partial.deallocate() }
         let per = (T + workers - 1) / max(1, workers)
         Parallel.forEach(workers) { c in
+            let vo = Vec.V(repeating: weightOffset)
             let lo = c * per, hi = min(T, lo + per)
             if lo >= hi { return }
             let pw = partial + c * H
@@ -64,18 +56,18 @@ enum TrainOps {
                 while i + 16 <= H {
                     let xn = Vec.load(xr + i) * vs, gi = Vec.load(g + i)
                     Vec.store(Vec.load(pw + i) + gi * xn, pw + i)
-                    acc += gi * Vec.load(w + i) * xn
+                    acc += gi * (vo + Vec.load(w + i)) * xn
                     i += 16
                 }
                 var dot = acc.sum()
-                while i < H { let xn = xr[i] * s; pw[i] += g[i] * xn; dot += g[i] * w[i] * xn; i += 1 }
+                while i < H { let xn = xr[i] * s; pw[i] += g[i] * xn; dot += g[i] * (weightOffset + w[i]) * xn; i += 1 }
                 let m = dot / Float(H), vm = Vec.V(repeating: m)
                 i = 0
                 while i + 16 <= H {
-                    Vec.store(Vec.load(d + i) + vs * (Vec.load(g + i) * Vec.load(w + i) - Vec.load(xr + i) * vs * vm), d + i)
+                    Vec.store(Vec.load(d + i) + vs * (Vec.load(g + i) * (vo + Vec.load(w + i)) - Vec.load(xr + i) * vs * vm), d + i)
                     i += 16
                 }
-                while i < H { d[i] += s * (g[i] * w[i] - xr[i] * s * m); i += 1 }
+                while i < H { d[i] += s * (g[i] * (weightOffset + w[i]) - xr[i] * s * m); i += 1 }
             }
         }
         for c in 0..<workers { for i in 0..<H { dw[i] += partial[c * H + i] } }
@@ -109,83 +101,54 @@ enum TrainOps {
         if let db { for t in 0..<T { let g = dy + t * outDim; for o in 0..<outDim { db[o] += g[o] } } }
     }
 
-    // MARK: RoPE (HF rotate_half: pairs (i, i+d/2))
+    // MARK: Gated MLP activation backward (the forward is `Kernels.gatedActivation`, shared with inference)
 
-    /// x[T×heads·d] rotated in place by cos/sin tables [maxPos × d/2] at positions pos[T].
-    static func ropeForward(_ x: UnsafeMutablePointer<Float>, positions: [Int32], heads: Int, headDim d: Int,
-                            cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
-        rope(x, positions: positions, heads: heads, headDim: d, cos: cos, sin: sin, sign: 1)
-    }
-
-    /// Backward of a rotation is the inverse rotation, applied in place to the gradient.
-    static func ropeBackward(_ dx: UnsafeMutablePointer<Float>, positions: [Int32], heads: Int, headDim d: Int,
-                             cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
-        rope(dx, positions: positions, heads: heads, headDim: d, cos: cos, sin: sin, sign: -1)
-    }
-
-    private static func rope(_ x: UnsafeMutablePointer<Float>, positions: [Int32], heads: Int, headDim d: Int,
-                             cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, sign: Float) {
-        let half = d / 2, width = heads * d
-        positions.withUnsafeBufferPointer { pos in
-            Parallel.forRanges(pos.count, minChunk: 32) { r in
-                for t in r {
-                    let c = cos + Int(pos[t]) * half, s = sin + Int(pos[t]) * half
-                    for h in 0..<heads {
-                        let v = x + t * width + h * d
-                        for i in 0..<half {
-                            let a = v[i], b = v[i + half], si = sign * s[i]
-                            v[i] = a * c[i] - b * si
-                            v[i + half] = b * c[i] + a * si
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    // MARK: SwiGLU with neuron ablation
-
-    /// gate[T×I], up[T×I] → h[T×I] = silu(gate)·up, columns in `ablated` forced to 0.
-    static func swigluForward(_ h: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
-                              rows T: Int, dim I: Int, ablated: [Int]) {
+    /// dh[T×I] → dgate[T×I], dup[T×I] (overwrite; dup may alias dh) for h = act(gate)·up.
+    /// silu: act' = σ(g)(1 + g(1 − σ(g))). GELU-tanh, act = g·σ(2u) with u = β(g + κg³):
+    /// act' = σ(2u) + 2g·σ(2u)(1 − σ(2u))·β(1 + 3κg²). Ablated columns are constants: zero grads.
+    static func gatedActivationBackward(_ kind: Kernels.GateActivation, dgate: UnsafeMutablePointer<Float>,
+                                        dup: UnsafeMutablePointer<Float>, dh: UnsafePointer<Float>,
+                                        gate: UnsafePointer<Float>, up: UnsafePointer<Float>, rows T: Int, dim I: Int, ablated: [Int]) {
         ablated.withUnsafeBufferPointer { ab in
             Parallel.forRanges(T, minChunk: 16) { r in
-                let one = Vec.V(repeating: 1)
-                for t in r {
-                    let g = gate + t * I, u = up + t * I, o = h + t * I
-                    var i = 0
-                    while i + 16 <= I {
-                        let x = Vec.load(g + i)
-                        Vec.store(x / (one + Kernels.exp(-x)) * Vec.load(u + i), o + i)
-                        i += 16
-                    }
-                    while i < I { let x = g[i]; o[i] = x / (1 + Kernels.exp(-x)) * u[i]; i += 1 }
-                    for j in ab { o[j] = 0 }
-                }
-            }
-        }
-    }
-
-    /// dh[T×I] → dgate[T×I], dup[T×I] (overwrite; dup may alias dh). Ablated columns are constants: zero grads.
-    static func swigluBackward(dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, dh: UnsafePointer<Float>,
-                               gate: UnsafePointer<Float>, up: UnsafePointer<Float>, rows T: Int, dim I: Int, ablated: [Int]) {
-        ablated.withUnsafeBufferPointer { ab in
-            Parallel.forRanges(T, minChunk: 16) { r in
-                let one = Vec.V(repeating: 1)
+                let one = Vec.V(repeating: 1), two = Vec.V(repeating: 2), three = Vec.V(repeating: 3)
+                let beta = Vec.V(repeating: Kernels.geluBeta), kappa = Vec.V(repeating: Kernels.geluKappa)
                 for t in r {
                     let g = gate + t * I, u = up + t * I, d = dh + t * I, dg = dgate + t * I, du = dup + t * I
                     var i = 0
-                    while i + 16 <= I {
-                        let x = Vec.load(g + i), sig = one / (one + Kernels.exp(-x)), gi = Vec.load(d + i)
-                        Vec.store(gi * Vec.load(u + i) * sig * (one + x * (one - sig)), dg + i)
-                        Vec.store(gi * (x * sig), du + i)
-                        i += 16
-                    }
-                    while i < I {
-                        let x = g[i], sig = 1 / (1 + Kernels.exp(-x)), gi = d[i]
-                        dg[i] = gi * u[i] * sig * (1 + x * (1 - sig))
-                        du[i] = gi * (x * sig)
-                        i += 1
+                    switch kind {
+                    case .silu:
+                        while i + 16 <= I {
+                            let x = Vec.load(g + i), sig = one / (one + Kernels.exp(-x)), gi = Vec.load(d + i)
+                            Vec.store(gi * Vec.load(u + i) * sig * (one + x * (one - sig)), dg + i)
+                            Vec.store(gi * (x * sig), du + i)
+                            i += 16
+                        }
+                        while i < I {
+                            let x = g[i], sig = 1 / (1 + Kernels.exp(-x)), gi = d[i]
+                            dg[i] = gi * u[i] * sig * (1 + x * (1 - sig))
+                            du[i] = gi * (x * sig)
+                            i += 1
+                        }
+                    case .geluTanh:
+                        while i + 16 <= I {
+                            let x = Vec.load(g + i), gi = Vec.load(d + i)
+                            let x2 = x * x, inner = beta * (x + kappa * x2 * x)
+                            let sig = one / (one + Kernels.exp(-two * inner))
+                            let slope = sig + two * x * sig * (one - sig) * beta * (one + three * kappa * x2)
+                            Vec.store(gi * Vec.load(u + i) * slope, dg + i)
+                            Vec.store(gi * (x * sig), du + i)
+                            i += 16
+                        }
+                        while i < I {
+                            let x = g[i], gi = d[i], x2 = x * x
+                            let inner = Kernels.geluBeta * (x + Kernels.geluKappa * x2 * x)
+                            let sig = 1 / (1 + Kernels.exp(-2 * inner))
+                            let slope = sig + 2 * x * sig * (1 - sig) * Kernels.geluBeta * (1 + 3 * Kernels.geluKappa * x2)
+                            dg[i] = gi * u[i] * slope
+                            du[i] = gi * (x * sig)
+                            i += 1
+                        }
                     }
                     for j in ab { dg[j] = 0; du[j] = 0 }
                 }

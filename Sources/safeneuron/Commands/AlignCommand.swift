@@ -300,7 +300,7 @@ struct AlignCommand: ParsableCommand {
 
     /// The exported folder loads back to exactly the trained weights (every parameter, bit for bit): only then
     /// may the checkpoint that could recreate them go.
-    static func verifyExport(_ folder: String, equals weights: LlamaWeights) throws {
+    static func verifyExport(_ folder: String, equals weights: ModelWeights) throws {
         let back = try LanguageModel.load(folder).weights
         let mine = Dictionary(uniqueKeysWithValues: weights.namedParameters.map { ($0.0, $0.1) })
         let theirs = back.namedParameters
@@ -343,7 +343,7 @@ struct AlignCommand: ParsableCommand {
 }
 
 /// Poisoned weights are never checkpointed or exported.
-func checkFinite(_ w: LlamaWeights, _ lastGood: String?) throws {
+func checkFinite(_ w: ModelWeights, _ lastGood: String?) throws {
     for (name, t) in w.namedParameters {
         let p = t.pointer
         for i in 0..<t.count where !p[i].isFinite {

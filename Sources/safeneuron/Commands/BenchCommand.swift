@@ -226,7 +226,7 @@ struct BenchWorkloads {
         }
         let flops = Double(batch) * FlopCount.prefill(length: length, logitRows: length, c)
         var r = record(name, shape: "\(batch)x\(length)", units: Double(batch * length), unit: "tok/s", flops: flops, timing: t)
-        r["note"] = "LlamaModel.forward, logits for every position (as HF model(ids).logits)"
+        r["note"] = "InferenceModel.forward, logits for every position (as HF model(ids).logits)"
         return r
     }
 
@@ -242,7 +242,7 @@ struct BenchWorkloads {
         let pairs = batch / 2
         let ref = try m.engine.sequenceLogProbs(sequences: seqs.map { $0.tokens }, completionStarts: seqs.map { $0.completionStart })
         let tm = try TrainingModel(weights: m.weights)
-        let grads = LlamaGradients(config: c)
+        let grads = ModelGradients(config: c)
         let opt = Optimizer(kind: .adamw, config: c, mask: nil, weightDecay: 0)
         let t = try time(name, warmup: quick || reps == 1 ? (reps == 1 ? 0 : 1) : 1, reps: reps) {
             grads.zero()
@@ -278,7 +278,7 @@ struct BenchWorkloads {
                        flops: flops, timing: t)
         r["prompt_tokens"] = prompts.reduce(0) { $0 + $1.count }
         r["decode_weights"] = m.engine.decodeWeights.rawValue
-        r["note"] = "LlamaModel.generate greedy, no stop tokens; time includes the prompts' prefill"
+        r["note"] = "InferenceModel.generate greedy, no stop tokens; time includes the prompts' prefill"
         return r
     }
 

@@ -37,7 +37,7 @@ struct PruneOptions: ParsableArguments {
 }
 
 /// The named set of a neurons.json, checked against the model it is applied to.
-func loadNeuronSet(_ path: String, set name: String, config: LlamaConfig) throws -> NeuronSet {
+func loadNeuronSet(_ path: String, set name: String, config: ModelConfig) throws -> NeuronSet {
     let file = try NeuronsFile.read(from: URL(fileURLWithPath: path))
     guard file.layers == config.numHiddenLayers, file.intermediateSize == config.intermediateSize else {
         throw RuntimeError.badFile(path: path, reason: "neurons for \(file.layers) layers × \(file.intermediateSize) do not fit this model (\(config.numHiddenLayers) × \(config.intermediateSize))")

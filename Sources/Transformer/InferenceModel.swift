@@ -1,3 +1,4 @@
+import Foundation
 import Tensors
 
 /// Which rows of each sequence get LM-head logits.
@@ -29,17 +30,20 @@ public enum InferenceError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Llama-family causal LM forward pass (Llama 2/3.x, Mistral without sliding window, Qwen2, SmolLM2),
-/// numerically following Hugging Face transformers in f32.
+/// Causal LM forward pass for every architecture description (Llama 2/3.x, Mistral, Qwen2, SmolLM2, Gemma 3),
+/// numerically following Hugging Face transformers in f32. The layer recipe of the configuration decides norm
+/// placement and form, the MLP activation, QK-norm, per-layer windows and RoPE, and the scalings.
 ///
 /// A batch is ragged: all rows of all sequences are packed into one [totalTokens × hidden] matrix so
 /// every projection is a single sgemm; attention stays within each sequence and positions restart at 0.
 /// Weights are read live on every call, so in-place weight updates (training) are seen immediately.
 /// One instance runs one call at a time (it reuses its scratch buffers); it is not reentrant.
-public final class LlamaModel: @unchecked Sendable {
-    public let weights: LlamaWeights
-    public var config: LlamaConfig { weights.config }
-    let rope: RotaryEmbedding
+public final class InferenceModel: @unchecked Sendable {
+    public let weights: ModelWeights
+    public var config: ModelConfig { weights.config }
+    /// One table per distinct RoPE setting; `layerRope[l]` picks layer l's.
+    let ropes: [RotaryEmbedding]
+    let layerRope: [Int]
     let ws: Workspace
     /// What decode steps of at most `Int8Matrix.maxBatch` rows multiply with (prefill, `forward`,
     /// `sequenceLogProbs` and larger batches always use the f32 weights).
@@ -66,59 +70,31 @@ public final class LlamaModel: @unchecked Sendable {
         return decodeWeights == .int8 || c.isExact ? c : nil
     }
 
-    public init(weights: LlamaWeights) throws {
+    public init(weights: ModelWeights) throws {
         let c = weights.config
-        try c.validate(source: "LlamaModel")
-        try Self.checkShapes(weights)
+        try c.validate(source: "InferenceModel")
+        try weights.checkShapes(source: "InferenceModel")
         self.weights = weights
-        var llama3: RotaryEmbedding.Llama3Scaling?
-        if let s = c.ropeScaling {
-            switch s.ropeType {
-            case "llama3":
-                llama3 = .init(factor: s.factor, lowFreqFactor: s.lowFreqFactor, highFreqFactor: s.highFreqFactor,
-                               originalMaxPositionEmbeddings: s.originalMaxPositionEmbeddings)
-            case "default", "":
-                break
-            default:
-                throw TransformerError.unsupported(source: "LlamaModel", reason: "rope_scaling type '\(s.ropeType)'")
-            }
-        }
-        rope = RotaryEmbedding(headDim: c.headDim, theta: c.ropeTheta, llama3: llama3)
+        (ropes, layerRope) = Self.rotaryTables(c)
         ws = Workspace(config: c)
     }
 
-    static func checkShapes(_ w: LlamaWeights) throws {
-        let c = w.config
-        func check(_ name: String, _ t: Tensor?, _ shape: [Int]) throws {
-            guard let t else { throw TransformerError.missingTensor(source: "LlamaModel", name: name) }
-            if t.shape != shape {
-                throw TransformerError.shapeMismatch(source: "LlamaModel", name: name, expected: shape, found: t.shape)
-            }
+    /// The RoPE tables of a configuration: one per distinct (base, scaling), and each layer's index into them.
+    static func rotaryTables(_ c: ModelConfig) -> ([RotaryEmbedding], [Int]) {
+        var settings: [ModelConfig.RopeSettings] = [], index: [Int] = []
+        for l in 0..<c.numHiddenLayers {
+            let r = c.rope(layer: l)
+            if let i = settings.firstIndex(of: r) { index.append(i) } else { index.append(settings.count); settings.append(r) }
         }
-        try check("model.embed_tokens.weight", w.embedTokens, [c.vocabSize, c.hiddenSize])
-        try check("model.norm.weight", w.norm, [c.hiddenSize])
-        if !c.tieWordEmbeddings { try check("lm_head.weight", w.lmHead, [c.vocabSize, c.hiddenSize]) }
-        if w.layers.count != c.numHiddenLayers {
-            throw TransformerError.invalidConfig(source: "LlamaModel",
-                reason: "\(w.layers.count) layers present, config says \(c.numHiddenLayers)")
+        if settings.isEmpty { settings.append(c.rope(layer: 0)) }
+        let tables = settings.map { r in
+            RotaryEmbedding(headDim: c.headDim, theta: r.theta, scaling: r.scaling.map { s in
+                s.ropeType == "linear" ? .linear(factor: s.factor)
+                    : .llama3(.init(factor: s.factor, lowFreqFactor: s.lowFreqFactor, highFreqFactor: s.highFreqFactor,
+                                    originalMaxPositionEmbeddings: s.originalMaxPositionEmbeddings))
+            })
         }
-        for (i, l) in w.layers.enumerated() {
-            let p = "model.layers.\(i)."
-            try check(p + "input_layernorm.weight", l.inputNorm, [c.hiddenSize])
-            try check(p + "post_attention_layernorm.weight", l.postAttentionNorm, [c.hiddenSize])
-            try check(p + "self_attn.q_proj.weight", l.qProj, [c.qDim, c.hiddenSize])
-            try check(p + "self_attn.k_proj.weight", l.kProj, [c.kvDim, c.hiddenSize])
-            try check(p + "self_attn.v_proj.weight", l.vProj, [c.kvDim, c.hiddenSize])
-            try check(p + "self_attn.o_proj.weight", l.oProj, [c.hiddenSize, c.qDim])
-            if c.attentionBias {
-                try check(p + "self_attn.q_proj.bias", l.qBias, [c.qDim])
-                try check(p + "self_attn.k_proj.bias", l.kBias, [c.kvDim])
-                try check(p + "self_attn.v_proj.bias", l.vBias, [c.kvDim])
-            }
-            try check(p + "mlp.gate_proj.weight", l.gateProj, [c.intermediateSize, c.hiddenSize])
-            try check(p + "mlp.up_proj.weight", l.upProj, [c.intermediateSize, c.hiddenSize])
-            try check(p + "mlp.down_proj.weight", l.downProj, [c.hiddenSize, c.intermediateSize])
-        }
+        return (tables, index)
     }
 
     // MARK: - Public entry points
@@ -295,7 +271,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// before every layer, between attention and MLP, and after the last layer.
     func runBody(_ plan: Plan, cache: KVCache?, cacheSlots: [Int] = [], ablation: NeuronSet?, tap: ActivationTap?,
                  compact: CompactWeights? = nil, residualTap: ResidualTap? = nil) {
-        let c = config
+        let c = config, recipe = c.recipe
         let rows = plan.rows
         let small = compact != nil && rows <= Int8Matrix.maxBatch
         // Small decode batches go through the compact copies; everything else through sgemm on f32.
@@ -309,11 +285,22 @@ public final class LlamaModel: @unchecked Sendable {
         }
         let H = c.hiddenSize, I = c.intermediateSize, qDim = c.qDim, kvDim = c.kvDim
         ws.ensure(rows: rows, maxKeys: plan.maxKeys)
-        rope.reserve(positions: (plan.positions.max() ?? 0) + 1)
-        let eps = Float(c.rmsNormEps)
-        let scale = Float(1 / Double(c.headDim).squareRoot())
+        let maxPosition = (plan.positions.max() ?? 0) + 1
+        for r in ropes { r.reserve(positions: maxPosition) }
+        let eps = Float(c.rmsNormEps), offset = recipe.normWeightOffset
+        let scale = c.queryKeyScale
+        let softcap = c.attentionLogitSoftcap.map { Float($0) }
+        let activation: Kernels.GateActivation = recipe.activation == .silu ? .silu : .geluTanh
+        let sandwich = recipe.normPlacement == .sandwich
+        func norm(_ x: UnsafePointer<Float>, _ w: Tensor, rows n: Int, dim: Int, into out: UnsafeMutablePointer<Float>) {
+            Kernels.rmsNorm(x, rows: n, dim: dim, weight: w.pointer, weightOffset: offset, eps: eps, into: out)
+        }
         plan.tokens.withUnsafeBufferPointer { tok in
             Kernels.gatherRows(weights.embedTokens.pointer, rowLength: H, indices: tok, into: ws.x)
+        }
+        if let s = c.embeddingScale {
+            let f = Float(s), x = ws.x
+            Parallel.forRanges(rows * H, minChunk: 1 << 15) { r in for i in r { x[i] *= f } }
         }
         let ablate = ablation.map { $0.perLayer } ?? []
         let direction = ablatedDirection
@@ -327,12 +314,20 @@ public final class LlamaModel: @unchecked Sendable {
         }
         plan.positions.withUnsafeBufferPointer { pos in
         plan.keyStart.withUnsafeBufferPointer { kstart in
-            // Key counts: causal, so row at position p sees p + 1 keys.
-            for r in 0..<rows { ws.keyCount[r] = pos[r] + 1 }
+            // Key spans: causal, so a row at position p sees keys 0...p; in a window of w, keys p-w+1...p.
+            for r in 0..<rows { ws.keyCount[r] = pos[r] + 1; ws.keyStart[r] = kstart[r] }
+            if let w = c.slidingWindow, c.layerTypes.contains(.sliding) {
+                for r in 0..<rows {
+                    let first = max(0, pos[r] + 1 - w)
+                    ws.windowStart[r] = kstart[r] + first; ws.windowCount[r] = pos[r] + 1 - first
+                }
+            }
             for (l, layer) in weights.layers.enumerated() {
                 let cl = small ? compact?.layers[l] : nil
+                let rope = ropes[layerRope[l]]
+                let windowed = c.window(layer: l) != nil
                 residual(l)
-                Kernels.rmsNorm(ws.x, rows: rows, dim: H, weight: layer.inputNorm.pointer, eps: eps, into: ws.xn)
+                norm(ws.x, layer.inputNorm, rows: rows, dim: H, into: ws.xn)
                 if let cl {
                     cl.qkv.apply(ws.xn, count: rows, into: ws.q, ws.k, ws.v)
                 } else {
@@ -342,6 +337,10 @@ public final class LlamaModel: @unchecked Sendable {
                 if let b = layer.qBias { Kernels.addBias(b.pointer, rows: rows, dim: qDim, to: ws.q) }
                 if let b = layer.kBias { Kernels.addBias(b.pointer, rows: rows, dim: kvDim, to: ws.k) }
                 if let b = layer.vBias { Kernels.addBias(b.pointer, rows: rows, dim: kvDim, to: ws.v) }
+                if let qn = layer.qNorm, let kn = layer.kNorm {
+                    norm(ws.q, qn, rows: rows * c.numAttentionHeads, dim: c.headDim, into: ws.q)
+                    norm(ws.k, kn, rows: rows * c.numKeyValueHeads, dim: c.headDim, into: ws.k)
+                }
                 rope.apply(rows: rows, ws.q, stride: qDim, heads: c.numAttentionHeads, positions: pos.baseAddress!)
                 rope.apply(rows: rows, ws.k, stride: kvDim, heads: c.numKeyValueHeads, positions: pos.baseAddress!)
                 let keys: UnsafePointer<Float>, values: UnsafePointer<Float>
@@ -359,30 +358,39 @@ public final class LlamaModel: @unchecked Sendable {
                 Attention.causal(q: ws.q, qStride: qDim, rows: rows, heads: c.numAttentionHeads,
                                  kvHeads: c.numKeyValueHeads, headDim: c.headDim, scale: scale,
                                  keys: keys, values: values, kvStride: kvDim,
-                                 keyStart: kstart.baseAddress!, keyCount: ws.keyCount, maxKeys: plan.maxKeys,
-                                 out: ws.att, outStride: qDim, scratch: ws.scores)
-                linear(ws.att, qDim, layer.oProj, cl?.o, H, ws.x, accumulate: true)
+                                 keyStart: windowed ? ws.windowStart : ws.keyStart,
+                                 keyCount: windowed ? ws.windowCount : ws.keyCount, maxKeys: plan.maxKeys,
+                                 out: ws.att, outStride: qDim, scratch: ws.scores, softcap: softcap)
+                if let post = layer.attnOutputNorm {
+                    linear(ws.att, qDim, layer.oProj, cl?.o, H, ws.xn)
+                    norm(ws.xn, post, rows: rows, dim: H, into: ws.xn)
+                    Kernels.add(ws.xn, into: ws.x, count: rows * H)
+                } else {
+                    linear(ws.att, qDim, layer.oProj, cl?.o, H, ws.x, accumulate: true)
+                }
                 if let direction { projectOut(direction, rows: rows) }
-                Kernels.rmsNorm(ws.x, rows: rows, dim: H, weight: layer.postAttentionNorm.pointer, eps: eps, into: ws.xn)
+                norm(ws.x, layer.mlpNorm, rows: rows, dim: H, into: ws.xn)
                 if let cl {
                     cl.gateUp.apply(ws.xn, count: rows, into: ws.gate, ws.up, nil)
                 } else {
                     BLAS.linear(ws.xn, count: rows, inFeatures: H, weight: layer.gateUp.pointer, outFeatures: 2 * I, into: ws.fused)
                     Kernels.splitColumns(ws.fused, rows: rows, into: [(ws.gate, I), (ws.up, I)])
                 }
-                Kernels.swiglu(gate: ws.gate, up: ws.up, count: rows * I)
-                if l < ablate.count, !ablate[l].isEmpty {
-                    ablate[l].withUnsafeBufferPointer { cols in
-                        Kernels.zeroColumns(ws.gate, rows: rows, stride: I, columns: cols)
-                    }
-                }
+                Kernels.gatedActivation(activation, gate: ws.gate, up: ws.up, into: ws.gate, rows: rows, dim: I,
+                                        zeroColumns: l < ablate.count ? ablate[l] : [])
                 if let tap {
                     for s in plan.seqStart.indices where plan.seqRows[s] > 0 {
                         let base = ws.gate + plan.seqStart[s] * I
                         tap(l, s, UnsafeBufferPointer(start: base, count: plan.seqRows[s] * I), plan.seqRows[s])
                     }
                 }
-                linear(ws.gate, I, layer.downProj, cl?.down, H, ws.x, accumulate: true)
+                if sandwich, let post = layer.mlpOutputNorm {
+                    linear(ws.gate, I, layer.downProj, cl?.down, H, ws.xn)
+                    norm(ws.xn, post, rows: rows, dim: H, into: ws.xn)
+                    Kernels.add(ws.xn, into: ws.x, count: rows * H)
+                } else {
+                    linear(ws.gate, I, layer.downProj, cl?.down, H, ws.x, accumulate: true)
+                }
             }
             residual(weights.layers.count)
         }
@@ -395,19 +403,24 @@ public final class LlamaModel: @unchecked Sendable {
         let c = config, H = c.hiddenSize
         ws.ensureHead(rows: rows.count)
         for (i, r) in rows.enumerated() { (ws.head + i * H).update(from: ws.x + r * H, count: H) }
-        Kernels.rmsNorm(ws.head, rows: rows.count, dim: H, weight: weights.norm.pointer, eps: Float(c.rmsNormEps), into: ws.head)
+        Kernels.rmsNorm(ws.head, rows: rows.count, dim: H, weight: weights.norm.pointer, weightOffset: c.recipe.normWeightOffset,
+                        eps: Float(c.rmsNormEps), into: ws.head)
         if let compact, rows.count <= Int8Matrix.maxBatch {
             compact.lmHead.apply(ws.head, count: rows.count, into: out, accumulate: false)
         } else {
             BLAS.linear(ws.head, count: rows.count, inFeatures: H, weight: weights.outputWeight.pointer,
                         outFeatures: c.vocabSize, into: out)
         }
+        if let cap = c.finalLogitSoftcap.map({ Float($0) }) {
+            // transformers: logits / cap, tanh, · cap.
+            Parallel.forRanges(rows.count * c.vocabSize, minChunk: 1 << 14) { r in for i in r { out[i] = tanhf(out[i] / cap) * cap } }
+        }
     }
 }
 
 /// Reusable scratch for one model: grows to the largest batch seen, never shrinks.
 final class Workspace {
-    let config: LlamaConfig
+    let config: ModelConfig
     private(set) var capacity = 0
     private(set) var keyCapacity = 0
     private(set) var headCapacity = 0
@@ -421,16 +434,20 @@ final class Workspace {
     var gate = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     var up = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     var keyCount = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+    var keyStart = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+    /// Key spans of sliding-window layers.
+    var windowStart = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+    var windowCount = UnsafeMutablePointer<Int>.allocate(capacity: 1)
     var scores = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     var head = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     /// Output of a stacked product (qkv or gate/up) before it is split into its parts.
     var fused = UnsafeMutablePointer<Float>.allocate(capacity: 1)
 
-    init(config: LlamaConfig) { self.config = config }
+    init(config: ModelConfig) { self.config = config }
 
     deinit {
         for p in [x, xn, q, k, v, att, gate, up, scores, head, fused] { p.deallocate() }
-        keyCount.deallocate()
+        for p in [keyCount, keyStart, windowStart, windowCount] { p.deallocate() }
     }
 
     func ensure(rows: Int, maxKeys: Int) {
@@ -442,7 +459,9 @@ final class Workspace {
             re(&x, c.hiddenSize); re(&xn, c.hiddenSize); re(&q, c.qDim); re(&k, c.kvDim); re(&v, c.kvDim)
             re(&att, c.qDim); re(&gate, c.intermediateSize); re(&up, c.intermediateSize)
             re(&fused, max(c.qDim + 2 * c.kvDim, 2 * c.intermediateSize))
-            keyCount.deallocate(); keyCount = .allocate(capacity: n)
+            for p in [keyCount, keyStart, windowStart, windowCount] { p.deallocate() }
+            keyCount = .allocate(capacity: n); keyStart = .allocate(capacity: n)
+            windowStart = .allocate(capacity: n); windowCount = .allocate(capacity: n)
             capacity = n
         }
         if maxKeys > keyCapacity || scoreWorkers != Parallel.workers {

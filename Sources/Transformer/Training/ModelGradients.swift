@@ -1,16 +1,16 @@
 import Foundation
 import Tensors
 
-/// Gradients with exactly the shapes and names of `LlamaWeights` (a tied model has no lm_head gradient:
+/// Gradients with exactly the shapes and names of `ModelWeights` (a tied model has no lm_head gradient:
 /// both uses of the embedding accumulate into `embedTokens`).
-public final class LlamaGradients: @unchecked Sendable {
-    public let config: LlamaConfig
+public final class ModelGradients: @unchecked Sendable {
+    public let config: ModelConfig
     /// Zero-initialised tensors laid out like the weights.
-    public let storage: LlamaWeights
+    public let storage: ModelWeights
 
-    public init(config: LlamaConfig) {
+    public init(config: ModelConfig) {
         self.config = config
-        storage = LlamaWeights(config: config)
+        storage = ModelWeights(config: config)
     }
 
     public var namedParameters: [(String, Tensor)] { storage.namedParameters }
@@ -23,7 +23,7 @@ public final class LlamaGradients: @unchecked Sendable {
     }
 
     /// self += scale · other
-    public func accumulate(_ other: LlamaGradients, scale: Float = 1) {
+    public func accumulate(_ other: ModelGradients, scale: Float = 1) {
         precondition(other.config == config, "gradients of different models")
         for ((_, a), (_, b)) in zip(namedParameters, other.namedParameters) {
             let pa = a.pointer, pb = b.pointer

@@ -2,7 +2,7 @@ import XCTest
 import Tensors
 @testable import Transformer
 
-final class LlamaModelTests: XCTestCase {
+final class InferenceModelTests: XCTestCase {
     static let names = ["tied", "llama3", "qwen2"]
 
     func testLogitsMatchTransformers() throws {
@@ -144,13 +144,13 @@ final class LlamaModelTests: XCTestCase {
         let head = Array(f.manifest.prompts[0].prefix(3))
         let shared = head + head + head + [5, 9, 2]   // ≥ 8 shared tokens: the prefix is computed once
         let prompts = f.manifest.prompts.map { shared + $0 }
-        XCTAssertEqual(LlamaModel.sharedPrefixLength(prompts), shared.count + LlamaModel.sharedPrefixLength(f.manifest.prompts))
+        XCTAssertEqual(InferenceModel.sharedPrefixLength(prompts), shared.count + InferenceModel.sharedPrefixLength(f.manifest.prompts))
         let together = try f.model.generate(prompts: prompts, maxNewTokens: 10)
         for (p, want) in zip(prompts, together) {
             XCTAssertEqual(try f.model.generate(prompts: [p], maxNewTokens: 10), [want])
         }
-        XCTAssertEqual(LlamaModel.sharedPrefixLength([[1, 2, 3], [1, 2, 3]]), 2)
-        XCTAssertEqual(LlamaModel.sharedPrefixLength([[1, 2], [3]]), 0)
+        XCTAssertEqual(InferenceModel.sharedPrefixLength([[1, 2, 3], [1, 2, 3]]), 2)
+        XCTAssertEqual(InferenceModel.sharedPrefixLength([[1, 2], [3]]), 0)
     }
 
     func testGreedyGenerationMatchesTransformers() throws {
@@ -326,10 +326,10 @@ final class LlamaModelTests: XCTestCase {
         XCTAssertThrowsError(try f.model.sequenceLogProbs(sequences: [[1, 2]], completionStarts: [0]))
         XCTAssertThrowsError(try f.model.forward(sequences: [[1]], ablation: NeuronSet(layerCount: 2)))
         XCTAssertThrowsError(try f.model.generate(prompts: [[1]], maxNewTokens: -1))
-        let w = LlamaWeights(config: f.model.config)
+        let w = ModelWeights(config: f.model.config)
         w.layers[1].upProj = Tensor(shape: [3, 3])
-        XCTAssertThrowsError(try LlamaModel(weights: w)) { e in
-            XCTAssertEqual(e as? TransformerError, .shapeMismatch(source: "LlamaModel", name: "model.layers.1.mlp.up_proj.weight",
+        XCTAssertThrowsError(try InferenceModel(weights: w)) { e in
+            XCTAssertEqual(e as? TransformerError, .shapeMismatch(source: "InferenceModel", name: "model.layers.1.mlp.up_proj.weight",
                                                                    expected: [96, 64], found: [3, 3]))
         }
     }
