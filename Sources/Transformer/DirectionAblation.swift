@@ -30,8 +30,16 @@ public enum DirectionAblation {
     /// The LM head must keep reading the original embedding: with tied embeddings the result is untied
     /// (`tieWordEmbeddings` false, `lmHead` a copy of the original embedding). `w`'s tensors are modified and
     /// shared with the result, so use only the returned weights afterwards.
+    ///
+    /// Only exact when every write to the residual is linear in a weight: sandwich-norm recipes (Gemma) add
+    /// norm((1 + w)·x̂) outputs, which no weight edit can keep orthogonal to r, so they are refused; ablate the
+    /// direction in the activations (`setAblatedDirection`) instead.
     public static func orthogonalize(_ w: ModelWeights, direction: [Float]) throws -> ModelWeights {
         let c = w.config, H = c.hiddenSize
+        if c.recipe.normPlacement == .sandwich {
+            throw TransformerError.unsupported(source: "orthogonalize",
+                reason: "weight orthogonalisation of a \(c.modelType) model: its post-sublayer norms write the residual stream non-linearly; ablate the direction in the activations instead")
+        }
         let r = try unit(direction, hiddenSize: H, source: "orthogonalize")
         var config = c
         var head = w.lmHead

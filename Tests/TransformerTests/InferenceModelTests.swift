@@ -3,7 +3,7 @@ import Tensors
 @testable import Transformer
 
 final class InferenceModelTests: XCTestCase {
-    static let names = ["tied", "llama3", "qwen2"]
+    static let names = ["tied", "llama3", "qwen2", "gemma3", "gemma3_softcap"]
 
     func testLogitsMatchTransformers() throws {
         for name in Self.names {
@@ -223,7 +223,9 @@ final class InferenceModelTests: XCTestCase {
     /// int8 decode steps stay close to the f32 logits (the tiny random fixtures have near-flat logits, so
     /// they are not expected to keep every greedy token; see testGreedyGenerationWithF32DecodeWeights).
     func testInt8DecodeStepsTrackF32() throws {
-        for name in Self.names {
+        // Soft-capped logits are squeezed into (−cap, cap), so an error relative to their largest value is not the
+        // quantity this bound was set for; the uncapped Gemma 3 fixture covers int8 decoding of its recipe.
+        for name in Self.names where name != "gemma3_softcap" {
             let f = try Fixture.load(name)
             let seqs = f.manifest.sequences.filter { $0.count >= 3 }
             let full = try f.model.forward(sequences: seqs)

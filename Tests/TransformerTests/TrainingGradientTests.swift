@@ -67,6 +67,15 @@ final class TrainingGradientTests: XCTestCase {
     func testGradientsLlamaUntied() throws { try checkGradients("llama_untied", recompute: false) }
     func testGradientsLlamaUntiedRecompute() throws { try checkGradients("llama_untied", recompute: true) }
     func testGradientsQwen2BiasesWithRPO() throws { try checkGradients("qwen2_bias", recompute: true) }
+    /// Gemma 3: sandwich (1 + w) norms, QK-norm, GeGLU, √hidden embedding scale, sliding and full layers with their
+    /// own RoPE, sequences longer than the window; kept activations, recomputed layers, and several attention blocks.
+    func testGradientsGemma3() throws {
+        try checkGradients("gemma3", recompute: false)
+        try checkGradients("gemma3", recompute: true)
+        try checkGradients("gemma3", recompute: true, attentionBlock: 3)
+    }
+    /// Final-logit soft-capping and linear RoPE scaling on the full layer (the LM head backward recomputes logits).
+    func testGradientsGemma3FinalSoftcap() throws { try checkGradients("gemma3_softcap", recompute: false) }
     /// Fixture sequences are 6–12 tokens: blocks of 1, 4 and 5 rows cover full, partial and ragged last blocks.
     func testGradientsCausalAttentionBlocks() throws {
         for blk in [1, 4, 5] {

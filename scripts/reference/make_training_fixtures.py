@@ -171,34 +171,42 @@ def build(name, cfg_cls, model_cls, cfg_kwargs, seed, neurons, rpo_alpha, optim)
         h.remove()
 
 
-common = dict(vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+COMMON = dict(vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-5, max_position_embeddings=128)
-build("llama_tied", LlamaConfig, LlamaForCausalLM,
-      dict(common, tie_word_embeddings=True, rope_theta=500000.0,
-           rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                         "original_max_position_embeddings": 16}),
-      seed=11, neurons=[[0, 3], [0, 50], [1, 7]], rpo_alpha=None, optim=False)
-build("llama_untied", LlamaConfig, LlamaForCausalLM, dict(common, tie_word_embeddings=False, rope_theta=10000.0),
-      seed=12, neurons=[[0, 1], [0, 95], [1, 40], [1, 41]], rpo_alpha=None, optim=True)
-build("qwen2_bias", Qwen2Config, Qwen2ForCausalLM,
-      dict(common, tie_word_embeddings=False, rope_theta=1000000.0, use_sliding_window=False),
-      seed=13, neurons=[[1, 10], [1, 20]], rpo_alpha=0.5, optim=False)
 
-# Warmup schedules (multiplier of the base lr at each scheduler step).
-p = torch.nn.Parameter(torch.zeros(1))
-sched = {}
-for kind, fn in [("cosine", get_cosine_schedule_with_warmup), ("linear", get_linear_schedule_with_warmup),
-                 ("constant", None)]:
-    opt = torch.optim.SGD([p], lr=1.0)
-    if kind == "constant":
-        s = get_constant_schedule_with_warmup(opt, num_warmup_steps=3)
-    else:
-        s = fn(opt, num_warmup_steps=3, num_training_steps=20)
-    vals = []
-    for _ in range(22):
-        vals.append(opt.param_groups[0]["lr"])
-        opt.step(); s.step()
-    sched[kind] = {"warmup": 3, "total": 20, "lr": vals}
-with open(os.path.join(OUT, "schedules.json"), "w") as f:
-    json.dump(sched, f, indent=1)
-print("ok")
+
+def main():
+    common = COMMON
+    build("llama_tied", LlamaConfig, LlamaForCausalLM,
+          dict(common, tie_word_embeddings=True, rope_theta=500000.0,
+               rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_max_position_embeddings": 16}),
+          seed=11, neurons=[[0, 3], [0, 50], [1, 7]], rpo_alpha=None, optim=False)
+    build("llama_untied", LlamaConfig, LlamaForCausalLM, dict(common, tie_word_embeddings=False, rope_theta=10000.0),
+          seed=12, neurons=[[0, 1], [0, 95], [1, 40], [1, 41]], rpo_alpha=None, optim=True)
+    build("qwen2_bias", Qwen2Config, Qwen2ForCausalLM,
+          dict(common, tie_word_embeddings=False, rope_theta=1000000.0, use_sliding_window=False),
+          seed=13, neurons=[[1, 10], [1, 20]], rpo_alpha=0.5, optim=False)
+
+    # Warmup schedules (multiplier of the base lr at each scheduler step).
+    p = torch.nn.Parameter(torch.zeros(1))
+    sched = {}
+    for kind, fn in [("cosine", get_cosine_schedule_with_warmup), ("linear", get_linear_schedule_with_warmup),
+                     ("constant", None)]:
+        opt = torch.optim.SGD([p], lr=1.0)
+        if kind == "constant":
+            s = get_constant_schedule_with_warmup(opt, num_warmup_steps=3)
+        else:
+            s = fn(opt, num_warmup_steps=3, num_training_steps=20)
+        vals = []
+        for _ in range(22):
+            vals.append(opt.param_groups[0]["lr"])
+            opt.step(); s.step()
+        sched[kind] = {"warmup": 3, "total": 20, "lr": vals}
+    with open(os.path.join(OUT, "schedules.json"), "w") as f:
+        json.dump(sched, f, indent=1)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -96,7 +96,9 @@ public enum Gemma3: Architecture {
                 slidingRope: .init(theta: localTheta, scaling: local?.scaling),
                 attentionScale: 1 / scalar.squareRoot(), embeddingScale: Double(hidden).squareRoot(),
                 finalLogitSoftcap: try c.decodeIfPresent(Double.self, forKey: .final_logit_softcapping),
-                attentionLogitSoftcap: try c.decodeIfPresent(Double.self, forKey: .attn_logit_softcapping))
+                // Gemma 3's config carries attn_logit_softcapping, but transformers' Gemma 3 attention never passes
+                // it on (Gemma 2's does), and llama.cpp's gemma3 graph has none either: it is read and not applied.
+                attentionLogitSoftcap: nil)
         }
     }
 
@@ -127,8 +129,7 @@ public enum Gemma3: Architecture {
             recipe: recipe, layerTypes: layerTypes(count: s.layers, pattern: 6),
             slidingWindow: try h.int("attention.sliding_window", default: 4096), slidingRope: .init(theta: 10_000),
             attentionScale: 1 / Double(s.headDim).squareRoot(), embeddingScale: Double(s.hidden).squareRoot(),
-            finalLogitSoftcap: try h.optionalDouble("final_logit_softcapping"),
-            attentionLogitSoftcap: try h.optionalDouble("attn_logit_softcapping"))
+            finalLogitSoftcap: try h.optionalDouble("final_logit_softcapping"))
     }
 
     public static func hfConfigJSON(_ c: ModelConfig) -> [String: Any] {
@@ -150,7 +151,7 @@ public enum Gemma3: Architecture {
             "sliding_window": c.slidingWindow ?? 4096, "layer_types": c.layerTypes.map(\.rawValue),
             "rope_parameters": ["full_attention": rope(c.rope(layer: c.layerTypes.firstIndex(of: .full) ?? 0)),
                                 "sliding_attention": rope(c.slidingRope ?? .init(theta: c.ropeTheta, scaling: c.ropeScaling))],
-            "final_logit_softcapping": c.finalLogitSoftcap ?? NSNull(), "attn_logit_softcapping": c.attentionLogitSoftcap ?? NSNull(),
+            "final_logit_softcapping": c.finalLogitSoftcap ?? NSNull(), "attn_logit_softcapping": NSNull(),
         ]
     }
 
