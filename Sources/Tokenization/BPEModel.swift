@@ -2,7 +2,7 @@ import Foundation
 
 /// Byte-pair-encoding model: vocabulary plus ranked merges, applied to one pre-token at a time.
 final class BPEModel: @unchecked Sendable {
-    let vocab: [String: Int]
+    let vocab: Vocabulary
     let idToToken: [String]
     /// (left id, right id) packed into 64 bits -> (rank, merged id).
     let merges: [UInt64: (rank: Int32, id: Int32)]
@@ -18,10 +18,10 @@ final class BPEModel: @unchecked Sendable {
     /// Id of each byte's byte-level spelling (GPT-2 alphabet), for the byte-level path.
     private let byteLevelIds: [Int?]
 
-    private var cache: [String: [Int]] = [:]
+    private var cache: [TokenString: [Int]] = [:]
     private let lock = NSLock()
 
-    init(vocab: [String: Int], merges: [(String, String)], unkToken: String?, fuseUnk: Bool, byteFallback: Bool,
+    init(vocab: Vocabulary, merges: [(String, String)], unkToken: String?, fuseUnk: Bool, byteFallback: Bool,
          ignoreMerges: Bool, source: String) throws {
         guard !vocab.isEmpty else { throw TokenizerError.invalidVocabulary(source: source, reason: "empty vocabulary") }
         let count = (vocab.values.max() ?? -1) + 1
@@ -31,12 +31,12 @@ final class BPEModel: @unchecked Sendable {
         var inverse = [String?](repeating: nil, count: count)
         for (tok, id) in vocab {
             guard id >= 0, id < count else {
-                throw TokenizerError.idOutOfRange(source: source, what: "vocabulary token \(tok.debugDescription)", id: id, count: count)
+                throw TokenizerError.idOutOfRange(source: source, what: "vocabulary token \(tok.string.debugDescription)", id: id, count: count)
             }
             guard inverse[id] == nil else {
                 throw TokenizerError.invalidVocabulary(source: source, reason: "id \(id) is used twice")
             }
-            inverse[id] = tok
+            inverse[id] = tok.string
         }
         self.idToToken = inverse.map { $0 ?? "" }
         self.vocab = vocab
@@ -87,12 +87,13 @@ final class BPEModel: @unchecked Sendable {
     /// Encode one pre-token given as its final string (byte-level spelled or metaspace-normalized).
     func encode(word: String, byteLevel: Bool, bytes: [UInt8]?) -> [Int] {
         lock.lock()
-        if let hit = cache[word] { lock.unlock(); return hit }
+        let key = TokenString(word)
+        if let hit = cache[key] { lock.unlock(); return hit }
         lock.unlock()
         let result = compute(word: word, byteLevel: byteLevel, bytes: bytes)
         lock.lock()
         if cache.count > 200_000 { cache.removeAll(keepingCapacity: true) }
-        cache[word] = result
+        cache[key] = result
         lock.unlock()
         return result
     }

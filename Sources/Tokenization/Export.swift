@@ -61,14 +61,14 @@ extension Tokenizer {
 
     /// Serialises the tokenizer as a Hugging Face `tokenizer.json`.
     public func tokenizerJSON() throws -> Data {
-        var vocab: [String: Int] = [:]
-        vocab.reserveCapacity(model.count)
-        for (id, t) in model.idToToken.enumerated() where !t.isEmpty && model.vocab[t] == id { vocab[t] = id }
+        // The vocabulary is written by hand: a Swift [String: Int] would fold canonically equivalent spellings
+        // (";" and U+037E) into one key, and JSONSerialization would lose a token.
+        let placeholder = "\u{1}vocab\u{1}"
         let modelJSON: [String: Any] = [
             "type": "BPE", "dropout": NSNull(), "unk_token": model.unkToken.map { $0 as Any } ?? NSNull(),
             "continuing_subword_prefix": NSNull(), "end_of_word_suffix": NSNull(), "fuse_unk": model.fuseUnk,
             "byte_fallback": model.byteFallback, "ignore_merges": model.ignoreMerges,
-            "vocab": vocab, "merges": model.mergeList.map { [$0.0, $0.1] },
+            "vocab": placeholder, "merges": model.mergeList.map { [$0.0, $0.1] },
         ]
         let added: [Any] = addedTokens.map {
             ["id": $0.id, "content": $0.content, "single_word": $0.singleWord, "lstrip": $0.lstrip, "rstrip": $0.rstrip,
@@ -82,8 +82,23 @@ extension Tokenizer {
             "post_processor": post, "decoder": decoder?.json ?? NSNull(), "model": modelJSON,
         ]
         do {
-            return try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys, .withoutEscapingSlashes])
-        } catch {
+            var data = try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys, .withoutEscapingSlashes])
+            var object = Data("{".utf8)
+            var first = true
+            for (id, t) in model.idToToken.enumerated() where !t.isEmpty && model.vocab[t] == id {
+                if !first { object.append(UInt8(ascii: ",")) }
+                first = false
+                object.append(try JSONSerialization.data(withJSONObject: t, options: [.fragmentsAllowed, .withoutEscapingSlashes]))
+                object.append(contentsOf: Array(":\(id)".utf8))
+            }
+            object.append(UInt8(ascii: "}"))
+            let marker = try JSONSerialization.data(withJSONObject: placeholder, options: [.fragmentsAllowed])
+            guard let range = data.range(of: marker) else {
+                throw TokenizerError.invalidJSON(source: source, reason: "cannot serialise: vocabulary placeholder not found")
+            }
+            data.replaceSubrange(range, with: object)
+            return data
+        } catch let e as TokenizerError { throw e } catch {
             throw TokenizerError.invalidJSON(source: source, reason: "cannot serialise: \(error)")
         }
     }

@@ -54,7 +54,18 @@ extension Tokenizer {
         }
         let types = meta.tokenTypes ?? []
         let byteLevel: Bool
-        var vocab: [String: Int] = [:]
+        // Gemma's SentencePiece files: transformers builds a GemmaTokenizer (no prefix space, spaces normalised to
+        // "▁", merges ordered by file position rather than by score).
+        let gemma = meta.model == "llama" && ["gemma", "gemma2", "gemma3"].contains(meta.architecture ?? "")
+        var tokens = meta.tokens
+        if gemma {
+            // A token of spaces is stored as real spaces; GemmaTokenizer looks it up as "▁"s (one per character,
+            // as transformers respells any whitespace-only token that holds a space).
+            for i in tokens.indices where tokens[i].contains(" ") && tokens[i].unicodeScalars.allSatisfy(\.properties.isWhitespace) {
+                tokens[i] = String(repeating: "\u{2581}", count: tokens[i].unicodeScalars.count)
+            }
+        }
+        var vocab = Vocabulary()
         vocab.reserveCapacity(n)
         switch meta.model {
         case "gpt2":
@@ -64,10 +75,10 @@ extension Tokenizer {
             }
         case "llama":
             byteLevel = false
-            if let a = meta.architecture, ["gemma", "gemma2", "gemma3", "phi3"].contains(a) {
+            if let a = meta.architecture, a == "phi3" {
                 throw TokenizerError.unsupported(source: source, what: "sentencepiece tokenizer for architecture \(a)")
             }
-            for (i, t) in meta.tokens.enumerated() { vocab[t] = i }
+            for (i, t) in tokens.enumerated() { vocab[t] = i }
         default:
             throw TokenizerError.unsupported(source: source, what: "tokenizer.ggml.model \(meta.model.debugDescription)")
         }
@@ -83,12 +94,14 @@ extension Tokenizer {
             guard let scores = meta.scores else { throw TokenizerError.missingField(source: source, field: "tokenizer.ggml.scores (needed when there are no merges)") }
             // Merge generation tries every split of every token (quadratic in token length); SentencePiece pieces
             // are short, so a huge one is a hostile file, not a vocabulary.
-            if let i = meta.tokens.firstIndex(where: { $0.utf8.count > 4096 }) {
-                throw TokenizerError.invalidVocabulary(source: source, reason: "token \(i) is \(meta.tokens[i].utf8.count) bytes long (limit 4096)")
+            if let i = tokens.firstIndex(where: { $0.utf8.count > 4096 }) {
+                throw TokenizerError.invalidVocabulary(source: source, reason: "token \(i) is \(tokens[i].utf8.count) bytes long (limit 4096)")
             }
-            merges = generateMerges(tokens: meta.tokens, vocab: vocab, scores: scores)
+            // Gemma's scores do not follow its merge order; the order of the tokens in the file does.
+            merges = generateMerges(tokens: tokens, vocab: vocab, scores: gemma ? tokens.indices.map { -Float($0) } : scores)
         }
-        let model = try BPEModel(vocab: vocab, merges: merges, unkToken: nil, fuseUnk: meta.model == "llama",
+        let unknown = gemma ? meta.unknownTokenId.map { tokens[$0] } : nil
+        let model = try BPEModel(vocab: vocab, merges: merges, unkToken: unknown, fuseUnk: meta.model == "llama",
                                  byteFallback: meta.model == "llama", ignoreMerges: false, source: source)
 
         // Added tokens, in the order transformers adds them; a token not in the vocabulary gets the next id.
@@ -104,20 +117,28 @@ extension Tokenizer {
             added.append(AddedToken(id: id, content: content, special: special, normalized: false))
         }
         // The class defaults (GPT2Tokenizer / LlamaTokenizer) are registered first.
-        if byteLevel { add("<|endoftext|>", special: true) } else { for t in ["<s>", "</s>", "<unk>"] { add(t, special: true) } }
-        for (i, t) in meta.tokens.enumerated() where i < types.count && types[i] == 3 {
+        if byteLevel { add("<|endoftext|>", special: true) } else if gemma {
+            for t in ["<unk>", "<bos>", "<eos>", "<pad>", "<mask>"] where vocab[t] != nil { add(t, special: true) }
+        } else { for t in ["<s>", "</s>", "<unk>"] { add(t, special: true) } }
+        for (i, t) in tokens.enumerated() where i < types.count && types[i] == 3 {
             if !byteLevel || ByteLevelMap.isByteLevelSpelling(t) { add(t, special: true) }
         }
-        for (i, t) in meta.tokens.enumerated() where i < types.count && types[i] == 4 && vocab[t] != nil {
+        for (i, t) in tokens.enumerated() where i < types.count && types[i] == 4 && vocab[t] != nil {
             add(t, special: false)
         }
-        let name: (Int?) -> String? = { $0.map { meta.tokens[$0] } }
+        let name: (Int?) -> String? = { $0.map { tokens[$0] } }
         let bos = name(meta.bosTokenId), eos = name(meta.eosTokenId), unk = name(meta.unknownTokenId), pad = name(meta.paddingTokenId)
         for t in [bos, eos, unk, pad].compactMap({ $0 }) { add(t, special: true) }
 
         let pre: PreTokenizer?
         let decoder: Decoder
-        if byteLevel {
+        var normalizer: Normalizer?
+        if gemma {
+            // GemmaTokenizer's Split(" ") pre-tokenizer never matches after its normaliser turned spaces into "▁".
+            normalizer = .replace(pattern: " ", content: "\u{2581}")
+            pre = nil
+            decoder = .sequence([.replace(pattern: "\u{2581}", content: " "), .byteFallback, .fuse])
+        } else if byteLevel {
             let p = meta.pre ?? "default"
             if llama3Pres.contains(p) {
                 pre = .sequence([.split(.llama3, invert: false), .byteLevel(addPrefixSpace: false, useRegex: false)])
@@ -140,20 +161,20 @@ extension Tokenizer {
         if addBOS, let bos, let id = idOf(bos) { pp.single.append(.special(bos)); pp.specialIds[bos] = [id] }
         pp.single.append(.sequence)
         if addEOS, let eos, let id = idOf(eos) { pp.single.append(.special(eos)); pp.specialIds[eos] = [id] }
-        return Tokenizer(source: source, model: model, normalizer: nil, preTokenizer: pre, postProcessor: pp,
+        return Tokenizer(source: source, model: model, normalizer: normalizer, preTokenizer: pre, postProcessor: pp,
                          postProcessorJSON: nil, decoder: decoder, addedTokens: added.sorted { $0.id < $1.id },
                          bos: bos, eos: eos, pad: pad, unk: unk, addBOS: addBOS, addEOS: addEOS)
     }
 
     /// transformers' `generate_merges`: every split of every token into two vocabulary tokens,
     /// ordered by the token's score (best first), then by the lengths of the two halves.
-    static func generateMerges(tokens: [String], vocab: [String: Int], scores: [Float]) -> [(String, String)] {
+    static func generateMerges(tokens: [String], vocab: Vocabulary, scores: [Float]) -> [(String, String)] {
         // dict(zip(tokens, scores)): first position wins the order, last occurrence wins the score.
         var order: [String] = []
-        var score: [String: Float] = [:]
+        var score: [TokenString: Float] = [:]
         for (t, s) in zip(tokens, scores) {
-            if score[t] == nil { order.append(t) }
-            score[t] = s
+            if score[TokenString(t)] == nil { order.append(t) }
+            score[TokenString(t)] = s
         }
         struct M { let l: String; let r: String; let s: Float; let ll: Int; let rl: Int; let seq: Int }
         var all: [M] = []
@@ -166,7 +187,7 @@ extension Tokenizer {
                 if let il = vocab[l], let ir = vocab[r] { local.append((l, r, il, ir, k, sc.count - k)) }
             }
             local.sort { ($0.2, $0.3) < ($1.2, $1.3) }
-            for x in local { all.append(M(l: x.0, r: x.1, s: score[t]!, ll: x.4, rl: x.5, seq: all.count)) }
+            for x in local { all.append(M(l: x.0, r: x.1, s: score[TokenString(t)]!, ll: x.4, rl: x.5, seq: all.count)) }
         }
         // Python's sorted(reverse=True) is stable: equal keys keep their original order.
         all.sort { a, b in

@@ -47,17 +47,21 @@ extension Tokenizer {
             }
         }
         let vocabDict = try j.dict(modelDict["vocab"], "model.vocab")
-        var vocab: [String: Int] = [:]
-        vocab.reserveCapacity(vocabDict.count)
-        for (k, v) in vocabDict {
-            guard let id = j.int(v) else { throw TokenizerError.invalidJSON(source: source, reason: "vocab entry \(k.debugDescription) has no integer id") }
-            guard id >= 0, id < max(vocabDict.count, 1) * 2 + 1024 else {
-                throw TokenizerError.idOutOfRange(source: source, what: "vocab entry \(k.debugDescription)", id: id, count: vocabDict.count)
+        // The keys as written (see VocabularyScanner); JSONSerialization's dictionary has already validated the ids.
+        let exact = try VocabularyScanner.model(data, source: source)
+        var entries: [(String, Any)] = vocabDict.map { ($0.key, $0.value) }
+        if let v = exact.vocab, v.count >= vocabDict.count { entries = v.map { ($0.0, $0.1 as Any) } }
+        var vocab = Vocabulary()
+        vocab.reserveCapacity(entries.count)
+        for (k, v) in entries {
+            guard let id = (v as? Int) ?? j.int(v) else { throw TokenizerError.invalidJSON(source: source, reason: "vocab entry \(k.debugDescription) has no integer id") }
+            guard id >= 0, id < max(entries.count, 1) * 2 + 1024 else {
+                throw TokenizerError.idOutOfRange(source: source, what: "vocab entry \(k.debugDescription)", id: id, count: entries.count)
             }
             vocab[k] = id
         }
         var merges: [(String, String)] = []
-        if let list = modelDict["merges"] as? [Any] {
+        if let list = exact.merges ?? (modelDict["merges"] as? [Any]) {
             merges.reserveCapacity(list.count)
             for (i, m) in list.enumerated() {
                 if let s = m as? String {

@@ -136,6 +136,9 @@ def ids_of(x):
 
 
 def chat_ids(tok, prompt):
+    if not tok.chat_template:
+        # A base model without a template: safeneuron's plain ChatML fallback, tokenised without added specials.
+        return tok(f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False).input_ids
     return ids_of(tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True))
 
 
