@@ -22,10 +22,10 @@ let package = Package(
         .target(name: "Transformer", dependencies: ["Tensors"]),
         .target(name: "Runtime", dependencies: ["Tensors", "ModelFiles", "Tokenization", "Transformer"]),
         .target(name: "SafetyNeurons", dependencies: ["Tensors", "ModelFiles", "Transformer", "Runtime"]),
-        .target(name: "Alignment", dependencies: ["Tensors", "Transformer", "Runtime"]),
-        .target(name: "Evaluation", dependencies: ["Tensors", "Tokenization", "Transformer", "Runtime",
+        .target(name: "Alignment", dependencies: ["Tensors", "ModelFiles", "Transformer", "Runtime"]),
+        .target(name: "Evaluation", dependencies: ["Tensors", "ModelFiles", "Tokenization", "Transformer", "Runtime",
                                                   .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "Pipeline", dependencies: ["Runtime", "ModelFiles", "Transformer", "SafetyNeurons", "Alignment", "Evaluation",
+        .target(name: "Pipeline", dependencies: ["Tensors", "Runtime", "ModelFiles", "Transformer", "SafetyNeurons", "Alignment", "Evaluation",
                                                 .product(name: "Yams", package: "Yams"),
                                                 .product(name: "Mustache", package: "swift-mustache")]),
         .executableTarget(name: "safeneuron", dependencies: [

@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up: system packages, default model and data, release build.
-#   scripts/setup.sh            # everything
+#   scripts/setup.sh                 # everything
+#   scripts/setup.sh --with gemma3   # also the optional google/gemma-3-270m GGUF (Gemma Terms of Use)
 #   SKIP_BUILD=1 scripts/setup.sh
 set -euo pipefail
+fetch_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --with) fetch_args+=(--with "$2"); shift 2 ;;
+    --with=*) fetch_args+=(--with "${1#--with=}"); shift ;;
+    *) echo "setup: unknown argument $1 (expected --with NAME)" >&2; exit 2 ;;
+  esac
+done
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
@@ -18,7 +27,7 @@ if [ "$need_blas" = 1 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq libopenblas-dev >/dev/null
 fi
 
-python3 scripts/fetch_data.py
+python3 scripts/fetch_data.py ${fetch_args[@]+"${fetch_args[@]}"}
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   echo "setup: building safeneuron (release)" >&2

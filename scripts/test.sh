@@ -4,7 +4,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-SKIP_BUILD=1 scripts/setup.sh
+# The test set-up also fetches the optional Gemma 3 model: Gemma3IntegrationTests check the real GGUF.
+SKIP_BUILD=1 scripts/setup.sh --with gemma3
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e

@@ -1,4 +1,5 @@
 import Foundation
+import ModelFiles
 import Tensors
 
 public enum CheckpointError: Error, CustomStringConvertible {
@@ -30,32 +31,24 @@ public enum CheckpointStore {
         let binName = "tensors-\(tag).bin"
         var entries: [Entry] = [], off = 0
         for (n, t) in tensors { entries.append(Entry(name: n, shape: t.shape, offset: off)); off += t.count }
-        let tmp = dir.appendingPathComponent(".\(binName).tmp-\(getpid())")
-        guard fm.createFile(atPath: tmp.path, contents: nil), let h = FileHandle(forWritingAtPath: tmp.path) else {
-            throw CheckpointError.io(path: tmp.path, reason: "cannot create")
-        }
+        // Tensors first, then the manifest that names them: a kill between the two leaves the previous manifest,
+        // whose tensor file is still there. Both through the project's one atomic writer.
         do {
-            for (_, t) in tensors {
-                try h.write(contentsOf: Data(bytesNoCopy: t.pointer, count: t.count * 4, deallocator: .none))
-            }
-            try h.synchronize(); try h.close()
-        } catch { try? h.close(); throw CheckpointError.io(path: tmp.path, reason: "write failed: \(error)") }
-        try rename(tmp, dir.appendingPathComponent(binName))
-        let man = Manifest(format: format, tensorFile: binName, tensors: entries, state: state)
-        let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
-        let mtmp = dir.appendingPathComponent(".manifest.json.tmp-\(getpid())")
-        do { try enc.encode(man).write(to: mtmp) } catch { throw CheckpointError.io(path: mtmp.path, reason: "\(error)") }
-        try rename(mtmp, dir.appendingPathComponent("manifest.json"))
+            let w = try AtomicWriter(path: dir.appendingPathComponent(binName).path)
+            for (_, t) in tensors { try w.write(UnsafeRawBufferPointer(start: t.pointer, count: t.count * 4)) }
+            try w.commit()
+            let man = Manifest(format: format, tensorFile: binName, tensors: entries, state: state)
+            let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+            try AtomicWriter.write(try enc.encode(man), to: dir.appendingPathComponent("manifest.json").path)
+        } catch let e as ModelFileError {
+            throw CheckpointError.io(path: e.path, reason: e.reason)
+        } catch let e as EncodingError {
+            throw CheckpointError.io(path: dir.appendingPathComponent("manifest.json").path, reason: "\(e)")
+        }
         if let items = try? fm.contentsOfDirectory(atPath: dir.path) {
             for f in items where f.hasPrefix("tensors-") && f.hasSuffix(".bin") && f != binName {
                 try? fm.removeItem(at: dir.appendingPathComponent(f))
             }
-        }
-    }
-
-    private static func rename(_ from: URL, _ to: URL) throws {
-        if Foundation.rename(from.path, to.path) != 0 {
-            throw CheckpointError.io(path: to.path, reason: "rename failed (errno \(errno))")
         }
     }
 

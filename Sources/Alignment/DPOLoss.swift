@@ -1,7 +1,7 @@
 import Foundation
 import Transformer
 
-public enum DPOLossType: String, Codable, Sendable { case sigmoid, ipo }
+public enum DPOLossType: String, Codable, Sendable, CaseIterable { case sigmoid, ipo }
 
 /// DPO objective settings (TRL's DPOConfig names: beta, loss_type, rpo_alpha).
 public struct DPOConfig: Codable, Sendable, Equatable {

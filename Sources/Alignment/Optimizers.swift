@@ -80,7 +80,7 @@ public func clipGradNorm(_ grads: ModelGradients, maxNorm: Double) -> Double {
     return norm
 }
 
-public enum OptimizerKind: String, Codable, Sendable { case adamw, sgd }
+public enum OptimizerKind: String, Codable, Sendable, CaseIterable { case adamw, sgd }
 
 /// AdamW / SGD with PyTorch semantics over `ModelWeights`, honouring a `ParameterMask`: a frozen element gets
 /// no gradient, no weight decay and no moment update, so it stays bit-identical.
@@ -207,7 +207,7 @@ public final class Optimizer: @unchecked Sendable {
     }
 }
 
-public enum LRScheduleKind: String, Codable, Sendable { case constant, linear, cosine }
+public enum LRScheduleKind: String, Codable, Sendable, CaseIterable { case constant, linear, cosine }
 
 /// Learning-rate multipliers of transformers' get_{constant,linear,cosine}_schedule_with_warmup
 /// (cosine with num_cycles 0.5). `step` is the number of scheduler steps taken so far: the k-th

@@ -65,14 +65,15 @@ public enum PreferenceFile {
         }
         var rows: [Row] = []
         var skipped: [(line: Int, reason: String)] = []
-        for (i, raw) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
-            let at = "\(path):\(i + 1)"
-            if raw.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
-            let parsed: Any
-            do { parsed = try JSONSerialization.jsonObject(with: Data(raw)) } catch {
-                throw RuntimeError.badFile(path: at, reason: "not valid JSON")
+        let lines = try JSONLines.objects(in: data) { line, _, issue in
+            switch issue {
+            case .invalidJSON: return RuntimeError.badFile(path: "\(path):\(line)", reason: "not valid JSON")
+            case .notAnObject: return RuntimeError.badFile(path: "\(path):\(line)", reason: "not a JSON object")
             }
-            guard let obj = parsed as? [String: Any] else { throw RuntimeError.badFile(path: at, reason: "not a JSON object") }
+        }
+        for l in lines {
+            let i = l.number - 1, obj = l.object
+            let at = "\(path):\(l.number)"
             do {
                 let (format, pair) = try parse(obj)
                 if pair.chosen == pair.rejected {

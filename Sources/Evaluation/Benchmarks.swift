@@ -77,17 +77,14 @@ public enum Benchmarks {
         struct Partial { var nativeID: String?; var gold: Int; var choices: [Int: (context: String, continuation: String)]; var firstLine: Int }
         var order: [Int] = []
         var docs: [Int: Partial] = [:]
-        var lineNo = 0
-        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNo += 1
-            if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
-            let object: Any
-            do { object = try JSONSerialization.jsonObject(with: Data(line)) } catch {
-                throw EvaluationError.malformed(path: path, line: lineNo, reason: "not valid JSON")
+        let lines = try JSONLines.objects(in: data) { line, _, issue in
+            switch issue {
+            case .invalidJSON: return EvaluationError.malformed(path: path, line: line, reason: "not valid JSON")
+            case .notAnObject: return EvaluationError.malformed(path: path, line: line, reason: "not a JSON object")
             }
-            guard let row = object as? [String: Any] else {
-                throw EvaluationError.malformed(path: path, line: lineNo, reason: "not a JSON object")
-            }
+        }
+        for l in lines {
+            let lineNo = l.number, row = l.object
             do {
                 let type = try JSONRecordFields.string(row, "request_type")
                 guard type == "loglikelihood" else {
@@ -158,7 +155,7 @@ public enum Benchmarks {
             items.append(Item(docID: id, nativeID: d.nativeID, contexts: (0..<n).map { d.choices[$0]!.context },
                               continuations: (0..<n).map { d.choices[$0]!.continuation }, gold: d.gold))
         }
-        guard !items.isEmpty else { throw EvaluationError.malformed(path: path, line: max(1, lineNo), reason: "no documents") }
+        guard !items.isEmpty else { throw EvaluationError.malformed(path: path, line: max(1, lines.last?.number ?? 1), reason: "no documents") }
         return items
     }
 

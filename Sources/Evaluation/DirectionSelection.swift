@@ -74,7 +74,7 @@ public struct DirectionSelection {
     /// count ≥ 2) and the rest, both in input order.
     public static func split(count: Int, fraction: Double = 0.2, cap: Int = 64, seed: UInt64 = 0) -> (rest: [Int], heldOut: [Int]) {
         var order = Array(0..<count)
-        var g = SeededGenerator(seed: seed, stream: 0x5EED)
+        var g = SplitMix64(seed: seed, stream: 0x5EED)
         if count > 1 {
             for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, Int(g.next() % UInt64(i + 1))) }
         }

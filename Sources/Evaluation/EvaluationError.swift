@@ -1,4 +1,5 @@
 import Foundation
+import ModelFiles
 
 /// Errors from reading prompt/record files and writing evaluation outputs.
 /// Every case names the file (or source) it came from, and where applicable the 1-based line.
@@ -46,22 +47,10 @@ enum FileIO {
         return text
     }
 
-    /// Writes via a temp file in the same folder then renames, so readers never see a partial file.
+    /// Writes through the project's one atomic writer (`AtomicWriter`: temp file, fsync, rename, folder fsync).
     static func writeAtomically(_ data: Data, to url: URL) throws {
-        let dir = url.deletingLastPathComponent()
-        do {
-            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))")
-            try data.write(to: tmp)
-            if rename(tmp.path, url.path) != 0 {
-                let err = String(cString: strerror(errno))
-                try? FileManager.default.removeItem(at: tmp)
-                throw EvaluationError.io(path: url.path, reason: "rename failed: \(err)")
-            }
-        } catch let e as EvaluationError {
-            throw e
-        } catch {
-            throw EvaluationError.io(path: url.path, reason: "cannot write (\(error.localizedDescription))")
+        do { try AtomicWriter.write(data, to: url.path) } catch let e as ModelFileError {
+            throw EvaluationError.io(path: url.path, reason: e.reason)
         }
     }
 

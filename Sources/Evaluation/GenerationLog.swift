@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// One generated response, as stored line by line in generations.jsonl.
 public struct GenerationRecord: Codable, Equatable, Sendable {
@@ -100,39 +101,24 @@ public final class GenerationAppender {
     public let url: URL
     /// Records already present when the appender was opened (for skipping finished prompts).
     public let existing: [GenerationRecord]
-    private var handle: FileHandle?
-    private let syncEachLine: Bool
+    private let lines: JSONLAppender
 
     /// - Parameters:
     ///   - resume: keep existing complete records (default); false starts a fresh file.
     ///   - syncEachLine: also fsync after each line (survives power loss, not just a kill; slower).
     public init(url: URL, resume: Bool = true, syncEachLine: Bool = false) throws {
         self.url = url
-        self.syncEachLine = syncEachLine
-        let fm = FileManager.default
-        do { try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true) } catch {
-            throw EvaluationError.io(path: url.path, reason: "cannot create folder (\(error.localizedDescription))")
-        }
         var loaded = GenerationLog.Loaded(records: [], droppedTornLine: false, validByteCount: 0, needsNewline: false)
-        if resume { loaded = try GenerationLog.load(url) }
+        if resume && FileManager.default.fileExists(atPath: url.path) { loaded = try GenerationLog.load(url) }
         existing = loaded.records
-        if !fm.fileExists(atPath: url.path) || !resume {
-            guard fm.createFile(atPath: url.path, contents: Data()) else {
-                throw EvaluationError.io(path: url.path, reason: "cannot create file")
-            }
-        }
         do {
-            let h = try FileHandle(forWritingTo: url)
-            try h.truncate(atOffset: UInt64(loaded.validByteCount))
-            try h.seekToEnd()
-            if loaded.needsNewline { try h.write(contentsOf: Data([0x0A])) }
-            handle = h
-        } catch {
-            throw EvaluationError.io(path: url.path, reason: "cannot open for append (\(error.localizedDescription))")
+            lines = try JSONLAppender(path: url.path, truncate: !resume, keepBytes: loaded.validByteCount, syncEachLine: syncEachLine)
+            if loaded.needsNewline { try lines.appendLine(Data([0x0A])) }
+        } catch let e as RuntimeError {
+            throw EvaluationError.io(path: url.path, reason: e.reason)
         }
     }
 
-    deinit { try? handle?.close() }
 
     static func encodeLine(_ record: GenerationRecord, path: String) throws -> Data {
         let enc = JSONEncoder()
@@ -146,22 +132,11 @@ public final class GenerationAppender {
     }
 
     public func append(_ record: GenerationRecord) throws {
-        guard let h = handle else { throw EvaluationError.io(path: url.path, reason: "appender is closed") }
         let line = try GenerationAppender.encodeLine(record, path: url.path)
-        do {
-            // One write call per line: FileHandle is unbuffered, so the line reaches the kernel here.
-            try h.write(contentsOf: line)
-            if syncEachLine { try h.synchronize() }
-        } catch {
-            throw EvaluationError.io(path: url.path, reason: "write failed (\(error.localizedDescription))")
-        }
+        do { try lines.appendLine(line) } catch let e as RuntimeError { throw EvaluationError.io(path: url.path, reason: e.reason) }
     }
 
     public func close() throws {
-        guard let h = handle else { return }
-        handle = nil
-        do { try h.close() } catch {
-            throw EvaluationError.io(path: url.path, reason: "close failed (\(error.localizedDescription))")
-        }
+        do { try lines.close() } catch let e as RuntimeError { throw EvaluationError.io(path: url.path, reason: e.reason) }
     }
 }

@@ -56,18 +56,14 @@ public enum PromptFile {
     /// One JSON object per line with a string field `prompt`; optional string `category`, optional `id` (string or number).
     public static func parseJSONL(_ text: String, source: String, defaultCategory: String? = nil) throws -> [PromptRecord] {
         var out: [PromptRecord] = []
-        var lineNo = 0
-        for raw in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
-            lineNo += 1
-            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-            if line.isEmpty { continue }
-            let obj: Any
-            do { obj = try JSONSerialization.jsonObject(with: Data(line.utf8), options: []) } catch {
-                throw EvaluationError.malformed(path: source, line: lineNo, reason: "bad JSON (\(briefJSONError(error)))")
+        let lines = try JSONLines.objects(in: Data(text.utf8)) { line, _, issue in
+            switch issue {
+            case .invalidJSON(let error): return EvaluationError.malformed(path: source, line: line, reason: "bad JSON (\(briefJSONError(error)))")
+            case .notAnObject: return EvaluationError.malformed(path: source, line: line, reason: "expected a JSON object")
             }
-            guard let dict = obj as? [String: Any] else {
-                throw EvaluationError.malformed(path: source, line: lineNo, reason: "expected a JSON object")
-            }
+        }
+        for l in lines {
+            let lineNo = l.number, dict = l.object
             let prompt: String
             do { prompt = try promptOf(dict) } catch let e as JSONFieldError {
                 throw EvaluationError.malformed(path: source, line: lineNo, reason: e.description)

@@ -40,22 +40,19 @@ public enum ResponseFile {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw EvaluationError.io(path: url.path, reason: FileManager.default.fileExists(atPath: url.path) ? "cannot read" : "no such file")
         }
-        let bytes = [UInt8](data)
         var records: [ResponseRecord] = []
-        var start = 0, lineNo = 0
-        while start < bytes.count {
-            lineNo += 1
-            var end = start
-            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
-            defer { start = end + 1 }
-            let line = Array(bytes[start..<end])
-            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-            let parsed: Any
-            do { parsed = try JSONSerialization.jsonObject(with: Data(line)) } catch {
-                if end == bytes.count { return Loaded(records: records, droppedTornLine: true) }
-                throw EvaluationError.malformed(path: url.path, line: lineNo, reason: "not valid JSON (\(PromptFile.briefJSONError(error)))")
+        var torn = false
+        let lines = try JSONLines.objects(in: data) { line, isLast, issue in
+            switch issue {
+            case .invalidJSON(let error):
+                if isLast { torn = true; return nil }
+                return EvaluationError.malformed(path: url.path, line: line, reason: "not valid JSON (\(PromptFile.briefJSONError(error)))")
+            case .notAnObject: return EvaluationError.malformed(path: url.path, line: line, reason: "not a JSON object")
             }
-            guard let obj = parsed as? [String: Any], let members = JSONObjectMembers.split(line) else {
+        }
+        for l in lines {
+            let lineNo = l.number, obj = l.object
+            guard let members = JSONObjectMembers.split([UInt8](l.bytes)) else {
                 throw EvaluationError.malformed(path: url.path, line: lineNo, reason: "not a JSON object")
             }
             do {
@@ -64,7 +61,7 @@ public enum ResponseFile {
                 throw EvaluationError.malformed(path: url.path, line: lineNo, reason: e.description)
             }
         }
-        return Loaded(records: records, droppedTornLine: false)
+        return Loaded(records: records, droppedTornLine: torn)
     }
 
     static func record(_ obj: [String: Any], members: [(key: String, raw: String)], fields: ResponseFields) throws -> ResponseRecord {

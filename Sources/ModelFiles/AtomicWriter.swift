@@ -3,9 +3,10 @@ import Foundation
 import Glibc
 #endif
 
-/// Writes a file atomically: bytes go to a temp file in the destination folder, which is
-/// fsync'ed and renamed over the destination on `commit()`. Readers therefore see either the
-/// old file or the complete new one. If `commit()` is never reached the temp file is removed.
+/// The project's one atomic file writer: bytes go to a temp file in the destination folder, which is
+/// fsync'ed and renamed over the destination on `commit()`, and the folder is fsync'ed so the rename survives a
+/// crash. Readers therefore see either the old file or the complete new one. If `commit()` is never reached the
+/// temp file is removed. Every module writes its outputs through this (`write(_:to:)` for whole buffers).
 public final class AtomicWriter {
     public let path: String
     private let tempPath: String
@@ -61,5 +62,16 @@ public final class AtomicWriter {
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         let dfd = open(dir, O_RDONLY | O_CLOEXEC)
         if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    }
+
+    /// Writes `data` as the whole new content of `path`, creating its folder if needed.
+    public static func write(_ data: Data, to path: String) throws {
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent()
+        do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
+            throw ModelFileError(.io, path: path, "cannot create folder \(dir.path): \(error.localizedDescription)")
+        }
+        let w = try AtomicWriter(path: path)
+        try data.withUnsafeBytes { try w.write($0) }
+        try w.commit()
     }
 }

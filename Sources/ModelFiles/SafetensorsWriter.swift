@@ -125,7 +125,14 @@ public enum SafetensorsWriter {
         return p
     }
 
-    static func jsonString(_ s: String) -> String {
+    static func jsonString(_ s: String) -> String { JSONText.quote(s) }
+}
+
+/// The project's JSON string escaper for files we write by hand (safetensors headers, neurons.json): quotes,
+/// backslashes and control characters escaped, everything else written as UTF-8. (Jinja's `tojson` keeps its own
+/// escaper, which must imitate Python's json.dumps.)
+public enum JSONText {
+    public static func quote(_ s: String) -> String {
         var out = "\""
         for u in s.unicodeScalars {
             switch u {

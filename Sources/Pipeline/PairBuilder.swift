@@ -1,5 +1,6 @@
 import Evaluation
 import Foundation
+import Tensors
 import Runtime
 import Transformer
 
@@ -33,7 +34,7 @@ public enum PairBuilder {
                              overRefusals: [String], rejectedAblation: NeuronSet?, settings s: PairSettings) throws -> Outcome {
         guard !refusals.isEmpty else { throw RuntimeError.invalidArgument("pairs: the refusal list is empty") }
         guard !overRefusals.isEmpty else { throw RuntimeError.invalidArgument("pairs: the over-refusal list is empty") }
-        var rng = SeededGenerator(seed: s.seed, stream: 7)
+        var rng = SplitMix64(seed: s.seed, stream: 7)
         let wantSafety = Int((Double(s.count) * s.safetyFraction).rounded())
         let wantGeneral = s.count - wantSafety
         let judge = RefusalJudge()

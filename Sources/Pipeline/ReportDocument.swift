@@ -1,3 +1,4 @@
+import Evaluation
 import Foundation
 import Mustache
 import Runtime
@@ -78,20 +79,8 @@ public struct ReportDocument {
         return template.render(view)
     }
 
-    static func escape(_ s: String) -> String {
-        var out = ""
-        out.reserveCapacity(s.count)
-        for c in s {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            default: out.append(c)
-            }
-        }
-        return out
-    }
+    /// The report's one HTML escaper is the SVG charts' (which also drops the control characters XML forbids).
+    static func escape(_ s: String) -> String { SVGChart.escape(s) }
 
     /// Escaped text with the inline marks as HTML: **b** → <strong>, `c` → <code>, *e* → <em>. A mark is
     /// converted only when it pairs up within the text; code spans are taken first, so marks inside them stay literal.

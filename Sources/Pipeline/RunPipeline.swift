@@ -1,5 +1,6 @@
 import Evaluation
 import Foundation
+import Tensors
 import ModelFiles
 import Runtime
 import SafetyNeurons
@@ -157,7 +158,7 @@ public final class RunPipeline {
                 harmful = try BuiltinDataset.defaultHarmful(root: root).map(\.prompt)
             }
             let harmless = try loadPrompts(config.identify.harmless, root: root).map(\.prompt)
-            var rng = SeededGenerator(seed: config.seed, stream: 3)
+            var rng = SplitMix64(seed: config.seed, stream: 3)
             let h = Array(harmful.shuffled(using: &rng).prefix(config.identify.maxPrompts))
             let s = Array(harmless.shuffled(using: &rng).prefix(config.identify.maxPrompts))
             try JSONLines.write(h.map { ["prompt": $0] }, to: harmfulOut)

@@ -1,4 +1,5 @@
 import Foundation
+import ModelFiles
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,37 +7,11 @@ import Glibc
 /// Writes files and folders so that a reader sees either the old version or the complete new one,
 /// never a torn file: write a temp sibling, fsync, rename over the target.
 public enum AtomicFile {
+    /// One file, through ModelFiles' `AtomicWriter` (temp sibling, fsync of file and folder, rename).
     public static func write(_ data: Data, to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let dir = url.deletingLastPathComponent()
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw RuntimeError.io(path: path, reason: "cannot create temp file: \(String(cString: strerror(errno)))") }
-        var ok = false
-        defer { if !ok { unlink(tmp.path) } }
-        try data.withUnsafeBytes { raw in
-            var off = 0
-            while off < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    let why = String(cString: strerror(errno))
-                    close(fd)
-                    throw RuntimeError.io(path: path, reason: "write failed: \(why)")
-                }
-                off += n
-            }
+        do { try AtomicWriter.write(data, to: path) } catch let e as ModelFileError {
+            throw RuntimeError.io(path: path, reason: e.reason)
         }
-        if fsync(fd) != 0 {
-            let why = String(cString: strerror(errno)); close(fd)
-            throw RuntimeError.io(path: path, reason: "fsync failed: \(why)")
-        }
-        close(fd)
-        guard rename(tmp.path, path) == 0 else {
-            throw RuntimeError.io(path: path, reason: "rename failed: \(String(cString: strerror(errno)))")
-        }
-        ok = true
     }
 
     public static func write(_ string: String, to path: String) throws { try write(Data(string.utf8), to: path) }

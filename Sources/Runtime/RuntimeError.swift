@@ -15,4 +15,14 @@ public enum RuntimeError: Error, CustomStringConvertible {
         case let .invalidArgument(r): return r
         }
     }
+
+    /// The message without the path, for errors that re-wrap it under their own type.
+    public var reason: String {
+        switch self {
+        case let .badFile(_, r), let .io(_, r): return r
+        case let .unsupported(_, r): return "unsupported \(r)"
+        case .missingFile: return "no such file or folder"
+        case let .invalidArgument(r): return r
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ModelFiles
 import Transformer
 
 /// The identified safety neurons of one model, as written to `neurons.json`:
@@ -288,35 +289,12 @@ public struct NeuronsFile: Codable, Equatable, Sendable {
         "\(x)"
     }
 
-    static func quote(_ s: String) -> String {
-        var o = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": o += "\\\""
-            case "\\": o += "\\\\"
-            case "\n": o += "\\n"
-            case "\r": o += "\\r"
-            case "\t": o += "\\t"
-            default:
-                if u.value < 0x20 { o += String(format: "\\u%04x", u.value) } else { o.unicodeScalars.append(u) }
-            }
-        }
-        return o + "\""
-    }
+    static func quote(_ s: String) -> String { JSONText.quote(s) }
 }
 
-/// Writes `data` to a temp file next to `url`, then renames it into place.
+/// Writes through the project's one atomic writer (`AtomicWriter`: temp file, fsync, rename, folder fsync).
 func writeAtomically(_ data: Data, to url: URL) throws {
-    let dir = url.deletingLastPathComponent()
-    let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))")
-    do {
-        try data.write(to: tmp)
-    } catch {
-        throw SafetyNeuronsError.io(path: url.path, reason: "cannot write temp file \(tmp.lastPathComponent): \(error.localizedDescription)")
-    }
-    if rename(tmp.path, url.path) != 0 {
-        let why = String(cString: strerror(errno))
-        try? FileManager.default.removeItem(at: tmp)
-        throw SafetyNeuronsError.io(path: url.path, reason: "cannot move temp file into place: \(why)")
+    do { try AtomicWriter.write(data, to: url.path) } catch let e as ModelFileError {
+        throw SafetyNeuronsError.io(path: url.path, reason: e.reason)
     }
 }

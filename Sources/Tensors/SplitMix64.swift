@@ -5,6 +5,13 @@ public struct SplitMix64: RandomNumberGenerator, Codable, Sendable, Equatable {
     public var state: UInt64
     public init(seed: UInt64) { state = seed }
 
+    /// Independent streams of one seed (one per prompt of a sampled batch, one per use in a run): the stream index
+    /// is mixed into the starting state through the generator's own output function.
+    public init(seed: UInt64, stream: UInt64) {
+        var mixer = SplitMix64(seed: seed ^ (stream &* 0xD1B5_4A32_D192_ED03))
+        state = mixer.next() ^ stream
+    }
+
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
@@ -15,6 +22,7 @@ public struct SplitMix64: RandomNumberGenerator, Codable, Sendable, Equatable {
 
     /// Uniform in [0, 1) from the top 53 bits.
     public mutating func nextDouble() -> Double { Double(next() >> 11) * 0x1p-53 }
+    public mutating func nextUnit() -> Double { nextDouble() }
 
     /// Uniform in 0..<bound without modulo bias (Lemire's multiply-and-reject), so draws do not depend on how the
     /// standard library implements `random(in:)`.

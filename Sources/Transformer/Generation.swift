@@ -28,53 +28,22 @@ public enum Sampling: Sendable, Equatable {
     case greedy
     /// Logits / temperature, then top-p nucleus (the smallest most-probable set whose probability
     /// reaches `topP`, at least one token), then one draw from the renormalised set. Each sequence
-    /// `i` of a call draws from its own `SeededGenerator(seed: seed, stream: i)`, so its tokens do not
+    /// `i` of a call draws from its own `SplitMix64(seed: seed, stream: i)`, so its tokens do not
     /// depend on the other prompts in the batch. temperature ≤ 0 means greedy.
     case sample(temperature: Float, topP: Float, seed: UInt64)
-}
-
-/// xoshiro256** (Blackman & Vigna), state seeded through SplitMix64 from (seed, stream).
-/// Deterministic across platforms; not cryptographic.
-public struct SeededGenerator: RandomNumberGenerator, Sendable {
-    private var s: (UInt64, UInt64, UInt64, UInt64)
-
-    public init(seed: UInt64, stream: UInt64 = 0) {
-        var x = seed ^ (stream &* 0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03
-        func splitmix(_ x: inout UInt64) -> UInt64 {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        s = (splitmix(&x), splitmix(&x), splitmix(&x), splitmix(&x))
-    }
-
-    public mutating func next() -> UInt64 {
-        @inline(__always) func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
-        let result = rotl(s.1 &* 5, 7) &* 9
-        let t = s.1 << 17
-        s.2 ^= s.0; s.3 ^= s.1; s.1 ^= s.2; s.0 ^= s.3
-        s.2 ^= t
-        s.3 = rotl(s.3, 45)
-        return result
-    }
-
-    /// Uniform double in [0, 1) from the top 53 bits.
-    public mutating func nextUnit() -> Double { Double(next() >> 11) * 0x1p-53 }
 }
 
 /// Chooses tokens from logits; keeps its sort buffer between calls.
 struct TokenSampler {
     let sampling: Sampling
-    var generators: [SeededGenerator]
+    var generators: [SplitMix64]
     var order: [Int32] = []
     var probs: [Double] = []
 
     init(sampling: Sampling, sequences: Int) {
         self.sampling = sampling
         if case let .sample(_, _, seed) = sampling {
-            generators = (0..<sequences).map { SeededGenerator(seed: seed, stream: UInt64($0)) }
+            generators = (0..<sequences).map { SplitMix64(seed: seed, stream: UInt64($0)) }
         } else {
             generators = []
         }

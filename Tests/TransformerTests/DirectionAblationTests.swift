@@ -7,7 +7,7 @@ final class DirectionAblationTests: XCTestCase {
 
     /// A seeded direction that is not small along any particular axis.
     func randomDirection(_ n: Int, seed: UInt64) -> [Float] {
-        var g = SeededGenerator(seed: seed)
+        var g = SplitMix64(seed: seed)
         return (0..<n).map { _ in Float(g.nextUnit() * 2 - 1) }
     }
 

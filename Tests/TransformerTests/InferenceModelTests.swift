@@ -309,12 +309,12 @@ final class InferenceModelTests: XCTestCase {
         XCTAssertEqual(cold, f.manifest.greedy)
     }
 
-    func testSeededGeneratorIsStable() {
-        var g = SeededGenerator(seed: 42)
+    func testSplitMix64IsStable() {
+        var g = SplitMix64(seed: 42)
         let first = (0..<3).map { _ in g.next() }
-        var h = SeededGenerator(seed: 42)
+        var h = SplitMix64(seed: 42)
         XCTAssertEqual(first, (0..<3).map { _ in h.next() })
-        var other = SeededGenerator(seed: 42, stream: 1)
+        var other = SplitMix64(seed: 42, stream: 1)
         XCTAssertNotEqual(first[0], other.next())
         for _ in 0..<1000 { let u = g.nextUnit(); XCTAssertTrue(u >= 0 && u < 1) }
     }

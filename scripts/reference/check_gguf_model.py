@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_identify import DEFAULT_BINARY, ROOT, chat_ids, finish, ids_of, load_model, read_safetensors, run  # noqa: E402
+from check_identify import DEFAULT_BINARY, ROOT, finish, load_model, read_safetensors, run, template_ids  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "vendor-data" / "models" / "gemma-3-270m-q4_k_m.gguf"
 
@@ -59,17 +59,6 @@ PROMPTS = [
     "The recipe calls for two cups of flour, one egg and",
     LONG + " At the final lock the surveyor",
 ]
-
-
-def plain_chatml(messages, generation_prompt):
-    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-    return text + ("<|im_start|>assistant\n" if generation_prompt else "")
-
-
-def template_ids(tok, messages, generation_prompt):
-    if tok.chat_template:
-        return ids_of(tok.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True))
-    return tok(plain_chatml(messages, generation_prompt), add_special_tokens=False).input_ids
 
 
 @torch.no_grad()

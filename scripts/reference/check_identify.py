@@ -135,11 +135,18 @@ def ids_of(x):
     return list(x)
 
 
-def chat_ids(tok, prompt):
+def template_ids(tok, messages, generation_prompt):
+    """apply_chat_template(tokenize=True); for a base model without a template, safeneuron's plain ChatML fallback,
+    tokenised without added special tokens."""
     if not tok.chat_template:
-        # A base model without a template: safeneuron's plain ChatML fallback, tokenised without added specials.
-        return tok(f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False).input_ids
-    return ids_of(tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True))
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        text += "<|im_start|>assistant\n" if generation_prompt else ""
+        return tok(text, add_special_tokens=False).input_ids
+    return ids_of(tok.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True))
+
+
+def chat_ids(tok, prompt):
+    return template_ids(tok, [{"role": "user", "content": prompt}], True)
 
 
 def down_proj_modules(model):
@@ -258,7 +265,7 @@ def reference_logprobs(model, tok, pairs, zero=None):
         out = []
         for p, c in pairs:
             prompt_ids = chat_ids(tok, p)
-            full = ids_of(tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": c}], tokenize=True))
+            full = template_ids(tok, [{"role": "user", "content": p}, {"role": "assistant", "content": c}], False)
             assert full[:len(prompt_ids)] == prompt_ids
             lp = torch.log_softmax(model(torch.tensor([full])).logits[0].to(torch.float64), dim=-1)
             out.append(sum(float(lp[len(prompt_ids) - 1 + i, t]) for i, t in enumerate(full[len(prompt_ids):])))

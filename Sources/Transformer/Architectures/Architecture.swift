@@ -207,10 +207,13 @@ public struct GGUFHeader {
     /// The sizes every family stores under the same llama.cpp keys.
     func commonSizes() throws -> (hidden: Int, heads: Int, kvHeads: Int, headDim: Int, layers: Int, ffn: Int, vocab: Int, context: Int) {
         let hidden = try int("embedding_length"), heads = try int("attention.head_count")
+        let layers = try int("block_count")
+        // Per-layer tables are built from the layer count before the configuration is validated.
+        guard layers > 0, layers <= 1 << 24 else { throw bad("\(architecture).block_count", "= \(layers) is out of range") }
         let vocab = try int("vocab_size", default: tokenCount ?? tensorShape("token_embd.weight")?.first ?? 0)
         return (hidden, heads, try int("attention.head_count_kv", default: heads),
                 try int("attention.key_length", default: heads > 0 ? hidden / heads : 0),
-                try int("block_count"), try int("feed_forward_length"), vocab, try int("context_length", default: 2048))
+                layers, try int("feed_forward_length"), vocab, try int("context_length", default: 2048))
     }
 }
 
@@ -237,6 +240,19 @@ public enum HFConfigDecoding {
         do { return try JSONDecoder().decode(T.self, from: data) } catch let e as TransformerError { throw e } catch {
             throw TransformerError.invalidConfig(source: source, reason: explain(error))
         }
+    }
+
+    /// A size (a count of layers, heads, features or tokens): an integer in 1...2²⁴, so that nothing derived from it
+    /// (per-layer tables, tensor shapes) can be asked to allocate the impossible before validation.
+    public static func size<K: CodingKey>(_ key: K, in c: KeyedDecodingContainer<K>) throws -> Int {
+        let v = try c.decode(Int.self, forKey: key)
+        guard v > 0, v <= 1 << 24 else { throw invalid(key, in: c, "\(v) is out of range (1...\(1 << 24))") }
+        return v
+    }
+
+    public static func optionalSize<K: CodingKey>(_ key: K, in c: KeyedDecodingContainer<K>) throws -> Int? {
+        guard c.contains(key), try c.decodeNil(forKey: key) == false else { return nil }
+        return try size(key, in: c)
     }
 
     /// An error for a key with a bad value, from inside `init(from:)`.

@@ -58,8 +58,8 @@ public enum Gemma3: Architecture {
             if try c.decodeIfPresent(Bool.self, forKey: .attention_bias) == true {
                 throw HFConfigDecoding.invalid(Keys.attention_bias, in: c, "true is not supported for Gemma 3")
             }
-            let layers = try c.decode(Int.self, forKey: .num_hidden_layers)
-            let heads = try c.decode(Int.self, forKey: .num_attention_heads)
+            let layers = try HFConfigDecoding.size(Keys.num_hidden_layers, in: c)
+            let heads = try HFConfigDecoding.size(Keys.num_attention_heads, in: c)
             var types = try c.decodeIfPresent([AttentionKind].self, forKey: .layer_types)
             if let t = types, t.count != layers {
                 throw HFConfigDecoding.invalid(Keys.layer_types, in: c, "lists \(t.count) layers, num_hidden_layers is \(layers)")
@@ -76,16 +76,16 @@ public enum Gemma3: Architecture {
             }
             let fullTheta = try full?.theta ?? c.decodeIfPresent(Double.self, forKey: .rope_theta) ?? 1_000_000
             let localTheta = try local?.theta ?? c.decodeIfPresent(Double.self, forKey: .rope_local_base_freq) ?? 10_000
-            let headDim = try c.decodeIfPresent(Int.self, forKey: .head_dim) ?? 256
+            let headDim = try HFConfigDecoding.optionalSize(Keys.head_dim, in: c) ?? 256
             let scalar = try c.decodeIfPresent(Double.self, forKey: .query_pre_attn_scalar) ?? 256
             guard scalar > 0 else { throw HFConfigDecoding.invalid(Keys.query_pre_attn_scalar, in: c, "\(scalar) must be positive") }
             let window = try c.decodeIfPresent(Int.self, forKey: .sliding_window) ?? 4096
             guard window > 0 else { throw HFConfigDecoding.invalid(Keys.sliding_window, in: c, "\(window) must be positive") }
-            let hidden = try c.decode(Int.self, forKey: .hidden_size)
+            let hidden = try HFConfigDecoding.size(Keys.hidden_size, in: c)
             config = ModelConfig(
-                modelType: "gemma3_text", vocabSize: try c.decode(Int.self, forKey: .vocab_size), hiddenSize: hidden,
-                intermediateSize: try c.decode(Int.self, forKey: .intermediate_size), numHiddenLayers: layers,
-                numAttentionHeads: heads, numKeyValueHeads: try c.decodeIfPresent(Int.self, forKey: .num_key_value_heads) ?? heads,
+                modelType: "gemma3_text", vocabSize: try HFConfigDecoding.size(Keys.vocab_size, in: c), hiddenSize: hidden,
+                intermediateSize: try HFConfigDecoding.size(Keys.intermediate_size, in: c), numHiddenLayers: layers,
+                numAttentionHeads: heads, numKeyValueHeads: try HFConfigDecoding.optionalSize(Keys.num_key_value_heads, in: c) ?? heads,
                 headDim: headDim, rmsNormEps: try c.decodeIfPresent(Double.self, forKey: .rms_norm_eps) ?? 1e-6,
                 ropeTheta: fullTheta, ropeScaling: full?.scaling,
                 maxPositionEmbeddings: try c.decodeIfPresent(Int.self, forKey: .max_position_embeddings) ?? 131_072,

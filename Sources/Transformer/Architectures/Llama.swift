@@ -70,14 +70,13 @@ struct LlamaFamilyConfig: Decodable {
         if try c.decodeIfPresent(Bool.self, forKey: .mlpBias) == true {
             throw HFConfigDecoding.invalid(CodingKeys.mlpBias, in: c, "true is not supported (MLP biases)")
         }
-        vocabSize = try c.decode(Int.self, forKey: .vocabSize)
-        hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
-        intermediateSize = try c.decode(Int.self, forKey: .intermediateSize)
-        numHiddenLayers = try c.decode(Int.self, forKey: .numHiddenLayers)
-        numAttentionHeads = try c.decode(Int.self, forKey: .numAttentionHeads)
-        guard numAttentionHeads > 0 else { throw HFConfigDecoding.invalid(CodingKeys.numAttentionHeads, in: c, "\(numAttentionHeads) must be positive") }
-        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads)
-        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim)
+        vocabSize = try HFConfigDecoding.size(CodingKeys.vocabSize, in: c)
+        hiddenSize = try HFConfigDecoding.size(CodingKeys.hiddenSize, in: c)
+        intermediateSize = try HFConfigDecoding.size(CodingKeys.intermediateSize, in: c)
+        numHiddenLayers = try HFConfigDecoding.size(CodingKeys.numHiddenLayers, in: c)
+        numAttentionHeads = try HFConfigDecoding.size(CodingKeys.numAttentionHeads, in: c)
+        numKeyValueHeads = try HFConfigDecoding.optionalSize(CodingKeys.numKeyValueHeads, in: c)
+        headDim = try HFConfigDecoding.optionalSize(CodingKeys.headDim, in: c)
         rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps)
         ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta)
         // transformers 5 writes `rope_parameters` (with rope_theta inside); older files `rope_scaling`.

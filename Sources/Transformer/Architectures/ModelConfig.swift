@@ -75,7 +75,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         self.maxPositionEmbeddings = maxPositionEmbeddings; self.tieWordEmbeddings = tieWordEmbeddings
         self.attentionBias = attentionBias; self.bosTokenId = bosTokenId; self.eosTokenIds = eosTokenIds
         self.recipe = recipe
-        self.layerTypes = layerTypes ?? Array(repeating: .full, count: max(0, numHiddenLayers))
+        // An absurd layer count is left for `validate` to reject rather than allocated here.
+        self.layerTypes = layerTypes ?? Array(repeating: .full, count: (0...(1 << 24)).contains(numHiddenLayers) ? numHiddenLayers : 0)
         self.slidingWindow = slidingWindow; self.slidingRope = slidingRope
         self.attentionScale = attentionScale; self.embeddingScale = embeddingScale
         self.finalLogitSoftcap = finalLogitSoftcap; self.attentionLogitSoftcap = attentionLogitSoftcap

@@ -38,19 +38,19 @@ struct AlignCommand: ParsableCommand {
     @Option(help: "Preference pairs (.jsonl).") var pairs: String
     @Option(help: "The model folder to write.") var output: String
     @Option(help: "A neurons.json from `identify`.") var neurons: String?
-    @Option(help: "Which set of the neurons file: union, es, sas or topk.") var neuronSet = "union"
+    @Option(help: "Which set of the neurons file.") var neuronSet: NeuronSetChoice = .union
     @Option(help: "Ablate the neurons in the policy forward: always, never, or dropout:P (a seeded random fraction P of steps).")
     var ablate = "always"
     @Flag(help: "SN-Tune: train only the neurons' slices; everything else stays bit-identical.") var trainOnlyNeurons = false
     @Option(help: "DPO beta.") var beta = 0.1
-    @Option(help: "Loss: sigmoid or ipo.") var loss = "sigmoid"
+    @Option(help: "DPO loss.") var loss: DPOLossType = .sigmoid
     @Option(help: "RPO alpha (weight of the chosen NLL term; 0 = off).") var rpoAlpha = 0.0
     @Option(help: "RPO alpha in the steps whose policy is ablated (default: --rpo-alpha).") var ablatedRpoAlpha: Double?
-    @Option(help: "Reference model: ablated (same ablation as the policy each step) or intact.") var reference = "ablated"
-    @Option(help: "Optimizer: adamw or sgd.") var optimizer = "adamw"
+    @Option(help: "Reference model: ablated (same ablation as the policy each step) or intact.") var reference: ReferenceChoice = .ablated
+    @Option(help: "Optimizer.") var optimizer: OptimizerKind = .adamw
     @Option(help: "Peak learning rate.") var lr = 5e-6
     @Option(help: "Decoupled weight decay (AdamW) / L2 (SGD); norms and biases are not decayed.") var weightDecay = 0.05
-    @Option(help: "LR schedule after warmup: cosine, linear or constant.") var schedule = "cosine"
+    @Option(help: "LR schedule after warmup.") var schedule: LRScheduleKind = .cosine
     @Option(help: "Linear warmup steps.") var warmupSteps = 0
     @Option(help: "Passes over the pairs (ignored with --steps).") var epochs = 3
     @Option(help: "Optimizer steps (overrides --epochs).") var steps: Int?
@@ -68,10 +68,10 @@ struct AlignCommand: ParsableCommand {
     /// Every setting that determines the result; a resumed run must match it exactly.
     func settings(modelPath: String) -> [String: Any] {
         var s: [String: Any] = [
-            "model": modelPath, "pairs": pairs, "output": output, "neuron_set": neuronSet, "ablate": ablate,
-            "train_only_neurons": trainOnlyNeurons, "beta": beta, "loss_type": loss, "rpo_alpha": rpoAlpha,
-            "reference": reference, "optimizer": optimizer, "learning_rate": lr, "weight_decay": weightDecay,
-            "lr_scheduler_type": schedule, "warmup_steps": warmupSteps, "num_train_epochs": epochs,
+            "model": modelPath, "pairs": pairs, "output": output, "neuron_set": neuronSet.rawValue, "ablate": ablate,
+            "train_only_neurons": trainOnlyNeurons, "beta": beta, "loss_type": loss.rawValue, "rpo_alpha": rpoAlpha,
+            "reference": reference.rawValue, "optimizer": optimizer.rawValue, "learning_rate": lr, "weight_decay": weightDecay,
+            "lr_scheduler_type": schedule.rawValue, "warmup_steps": warmupSteps, "num_train_epochs": epochs,
             "per_device_train_batch_size": batchSize, "gradient_accumulation_steps": gradAccum,
             "max_grad_norm": maxGradNorm, "max_length": maxLength, "seed": seed,
         ]
@@ -93,23 +93,18 @@ struct AlignCommand: ParsableCommand {
     func trainerConfig() throws -> TrainerConfig {
         var c = TrainerConfig()
         guard beta > 0, beta.isFinite else { throw RuntimeError.invalidArgument("--beta must be positive") }
-        guard let lt = DPOLossType(rawValue: loss) else { throw RuntimeError.invalidArgument("--loss must be sigmoid or ipo") }
         guard rpoAlpha >= 0, rpoAlpha.isFinite else { throw RuntimeError.invalidArgument("--rpo-alpha must be ≥ 0") }
-        c.dpo = DPOConfig(beta: beta, lossType: lt, rpoAlpha: rpoAlpha > 0 ? rpoAlpha : nil)
+        c.dpo = DPOConfig(beta: beta, lossType: loss, rpoAlpha: rpoAlpha > 0 ? rpoAlpha : nil)
         if let a = ablatedRpoAlpha {
             guard a >= 0, a.isFinite else { throw RuntimeError.invalidArgument("--ablated-rpo-alpha must be ≥ 0") }
             c.ablatedRPOAlpha = a
         }
-        guard let opt = OptimizerKind(rawValue: optimizer) else { throw RuntimeError.invalidArgument("--optimizer must be adamw or sgd") }
-        c.optimizer = opt
+        c.optimizer = optimizer
         guard lr >= 0, lr.isFinite else { throw RuntimeError.invalidArgument("--lr must be ≥ 0") }
         c.learningRate = lr
         guard weightDecay >= 0, weightDecay.isFinite else { throw RuntimeError.invalidArgument("--weight-decay must be ≥ 0") }
         c.weightDecay = weightDecay
-        guard let sch = LRScheduleKind(rawValue: schedule) else {
-            throw RuntimeError.invalidArgument("--schedule must be cosine, linear or constant")
-        }
-        c.schedule = sch
+        c.schedule = schedule
         guard warmupSteps >= 0 else { throw RuntimeError.invalidArgument("--warmup-steps must be ≥ 0") }
         c.warmupSteps = warmupSteps
         guard epochs > 0 else { throw RuntimeError.invalidArgument("--epochs must be positive") }
@@ -127,10 +122,7 @@ struct AlignCommand: ParsableCommand {
         guard let ab = AblationMode(parsing: ablate) else {
             throw RuntimeError.invalidArgument("--ablate must be always, never or dropout:P with 0 ≤ P ≤ 1")
         }
-        guard reference == "ablated" || reference == "intact" else {
-            throw RuntimeError.invalidArgument("--reference must be ablated or intact")
-        }
-        c.referenceAblated = reference == "ablated"
+        c.referenceAblated = reference == .ablated
         if neurons == nil {
             guard !trainOnlyNeurons else { throw RuntimeError.invalidArgument("--train-only-neurons needs --neurons") }
             c.ablation = .none
@@ -146,7 +138,7 @@ struct AlignCommand: ParsableCommand {
         try runReporting {
             var config = try trainerConfig()
             let m = try model.load()
-            let set = try neurons.map { try loadNeuronSet($0, set: neuronSet, config: m.config) }
+            let set = try neurons.map { try loadNeuronSet($0, set: neuronSet.rawValue, config: m.config) }
             let examples = try Self.readPairs(pairs, model: m)
             // Keeping every layer's activations saves the recompute forward (a quarter of the GEMM work)
             // when the largest micro-batch's activations fit a modest budget; the results are identical.
@@ -293,7 +285,7 @@ struct AlignCommand: ParsableCommand {
         var ablated = SHA256()
         ablated.update(Data(base.utf8))
         if let neurons, let d = FileManager.default.contents(atPath: neurons) { ablated.update(d) }
-        ablated.update(Data(neuronSet.utf8))
+        ablated.update(Data(neuronSet.rawValue.utf8))
         let names = [base, ablated.hexDigest()]
         return (0..<states).map { folder + "/" + String(names[$0].prefix(32)) + ($0 == 0 ? "-intact" : "-ablated") + ".json" }
     }

@@ -173,7 +173,7 @@ struct BenchWorkloads {
 
     /// Deterministic token ids (no tokenizer involved), avoiding special tokens at the low end.
     static func tokens(count: Int, seed: UInt64, vocab: Int) -> [Int] {
-        var g = SeededGenerator(seed: seed)
+        var g = SplitMix64(seed: seed)
         let lo = min(1000, vocab / 2)
         return (0..<count).map { _ in lo + Int(g.next() % UInt64(vocab - lo)) }
     }
@@ -205,7 +205,7 @@ struct BenchWorkloads {
 
     func sgemm(_ name: String, m: Int, n: Int, k: Int) -> [String: Any] {
         let a = Tensor(shape: [m, k]), b = Tensor(shape: [k, n]), c = Tensor(shape: [m, n])
-        var g = SeededGenerator(seed: 1)
+        var g = SplitMix64(seed: 1)
         for i in 0..<a.count { a[i] = Float(g.nextUnit()) - 0.5 }
         for i in 0..<b.count { b[i] = Float(g.nextUnit()) - 0.5 }
         // The machine's rate: OpenBLAS's own threads, as any other program would call it.

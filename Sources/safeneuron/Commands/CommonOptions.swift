@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Evaluation
 import ModelFiles
+import Alignment
 import Runtime
 import Tokenization
 import SafetyNeurons
@@ -27,14 +28,29 @@ struct PruneOptions: ParsableArguments {
     @Option(help: "A neurons.json from `identify`: zero those neurons' activations at inference.")
     var prune: String?
 
-    @Option(help: "Which set of the neurons file to prune: union, es, sas or topk.")
-    var pruneSet: String = "union"
+    @Option(help: "Which set of the neurons file to prune.")
+    var pruneSet: NeuronSetChoice = .union
 
     func neuronSet(for model: LanguageModel) throws -> NeuronSet? {
         guard let prune else { return nil }
-        return try loadNeuronSet(prune, set: pruneSet, config: model.config)
+        return try loadNeuronSet(prune, set: pruneSet.rawValue, config: model.config)
     }
 }
+
+/// The sets a neurons.json holds: ES ∪ SAS, each alone, or the top-k by score.
+enum NeuronSetChoice: String, ExpressibleByArgument, CaseIterable { case union, es, sas, topk }
+
+/// Which model gives DPO's reference log-probs.
+enum ReferenceChoice: String, ExpressibleByArgument, CaseIterable {
+    /// The same ablation as the policy in each step.
+    case ablated
+    /// The unablated starting model.
+    case intact
+}
+
+extension DPOLossType: ExpressibleByArgument {}
+extension OptimizerKind: ExpressibleByArgument {}
+extension LRScheduleKind: ExpressibleByArgument {}
 
 /// The named set of a neurons.json, checked against the model it is applied to.
 func loadNeuronSet(_ path: String, set name: String, config: ModelConfig) throws -> NeuronSet {

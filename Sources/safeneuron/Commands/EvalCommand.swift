@@ -59,7 +59,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Output folder.") var output: String?
     @Option(help: ArgumentHelp("One attack cell of the safety suite: DIR[,NEURONS[,SET[,MODEL]]] evaluates MODEL (default --model) with SET (default union) of a neurons file pruned into DIR (NEURONS may instead be a direction .safetensors from `direction`, whose direction is then ablated). Repeat for whole attack matrices: each model, the judge and the fluency model's prompt states are loaded once; finished cells (DIR/summary.json) are skipped. Replaces --output and --prune.", valueName: "cell"))
     var cell: [String] = []
-    @Option(help: "safety, overrefusal, capability or all.") var suite: String = "safety"
+    @Option(help: "Which suite to run (all: each in its own subfolder).") var suite: Suite = .safety
     @Option(help: "strongreject, strongreject-small, harmbench, donotanswer or a prompt file (.txt/.jsonl/.csv).")
     var dataset: String = "strongreject"
     @Option(help: "Row label in reports (default: the model's file name).") var method: String?
@@ -78,16 +78,15 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Safety suite: also measure the (pruned) model's perplexity on data/perplexity.txt into DIR/perplexity.json, the fluency side of an attack cell.")
     var perplexity = false
 
-    static let suites = ["safety", "overrefusal", "capability", "all"]
+    enum Suite: String, ExpressibleByArgument, CaseIterable { case safety, overrefusal, capability, all }
 
     func validate() throws {
-        guard EvalCommand.suites.contains(suite) else { throw ValidationError("--suite must be one of \(EvalCommand.suites.joined(separator: ", "))") }
         if maxTokens < 1 { throw ValidationError("--max-tokens must be ≥ 1") }
         if batchSize < 1 { throw ValidationError("--batch-size must be ≥ 1") }
         if let l = limit, l < 1 { throw ValidationError("--limit must be ≥ 1") }
         if ![0, 5].contains(shots) { throw ValidationError("--shots must be 0 or 5") }
         if let b = benchmarks {
-            if !["capability", "all"].contains(suite) { throw ValidationError("--benchmarks needs --suite capability (or all)") }
+            if suite != .capability && suite != .all { throw ValidationError("--benchmarks needs --suite capability (or all)") }
             for name in EvalCommand.benchmarkList(b) where !Benchmarks.names.contains(name) {
                 throw ValidationError("--benchmarks: unknown benchmark '\(name)' (known: \(Benchmarks.names.joined(separator: ", ")))")
             }
@@ -95,12 +94,11 @@ struct EvalCommand: ParsableCommand {
         }
         if !(judging.fluencyThreshold > 0) { throw ValidationError("--fluency-threshold must be > 0") }
         do { _ = try judging.spec() } catch { throw ValidationError(String(describing: error)) }
-        if !["union", "es", "sas", "topk"].contains(pruning.pruneSet) { throw ValidationError("--prune-set must be union, es, sas or topk") }
         if cell.isEmpty == (output == nil) { throw ValidationError("give either --output or one or more --cell") }
         if pruning.prune != nil && direction.ablateDirection != nil { throw ValidationError("give --prune or --ablate-direction, not both") }
         if !cell.isEmpty && direction.ablateDirection != nil { throw ValidationError("--cell names its own direction file; drop --ablate-direction") }
         if !cell.isEmpty {
-            if suite != "safety" { throw ValidationError("--cell needs --suite safety") }
+            if suite != .safety { throw ValidationError("--cell needs --suite safety") }
             if pruning.prune != nil { throw ValidationError("--cell names its own neurons; drop --prune") }
             for c in cell { _ = try EvalCommand.parseCell(c) }
         }
@@ -143,11 +141,11 @@ struct EvalCommand: ParsableCommand {
             let sha = try SHA256.hexOfModel(path: m.path)
             Progress.note("model sha256 \(sha) (\(String(format: "%.1f", Date().timeIntervalSince(started)))s)")
             let pruneInfo = try direction.ablateDirection.map(EvalCommand.directionInfo)
-                ?? self.pruneInfo(pruning.prune, set: pruning.pruneSet, ablation: ablation)
+                ?? self.pruneInfo(pruning.prune, set: pruning.pruneSet.rawValue, ablation: ablation)
             let label = method ?? JudgeSpec.shortName(m.path)
             let out = URL(fileURLWithPath: output ?? ".", isDirectory: true)
             let gen = GenerationSettings(maxNewTokens: maxTokens, batchSize: batchSize, system: system, stopAtRefusal: stopAtRefusal)
-            let all = suite == "all"
+            let all = suite == .all
             var extra: [String: SettingValue] = ["model": .string(m.displayName)]
             if let l = limit { extra["limit"] = .int(l) }
             func safety(_ m: LanguageModel, sha: String, ablation: NeuronSet?, pruneInfo: PruneSetInfo?, judge: ResponseJudge, into dir: URL) throws {
@@ -192,11 +190,11 @@ struct EvalCommand: ParsableCommand {
                 }
                 return
             }
-            if all || suite == "safety" {
+            if all || suite == .safety {
                 let judge = try judging.make(reusing: judgeBase, batchSize: batchSize)
                 try safety(m, sha: sha, ablation: ablation, pruneInfo: pruneInfo, judge: judge, into: all ? out.appendingPathComponent("safety") : out)
             }
-            if all || suite == "overrefusal" {
+            if all || suite == .overrefusal {
                 var prompts = try BuiltinDataset.harmless.load(root: DataPaths.root)
                 if let l = limit { prompts = Array(prompts.prefix(l)) }
                 let rules = try JudgeSpec.refusal.make(load: { try ModelOptions(model: $0).load() }, fluencyModel: nil,
@@ -208,13 +206,13 @@ struct EvalCommand: ParsableCommand {
                 let s = try SafetyEvaluator(model: m, ablation: ablation, config: cfg).run(prompts: prompts, judge: rules, output: dir)
                 Progress.note("over-refusal \(s.refused)/\(s.asr.total) (\(String(format: "%.1f", s.refusalRate.percent))%) → \(dir.path)")
             }
-            if (all || suite == "capability"), let list = benchmarks {
+            if (all || suite == .capability), let list = benchmarks {
                 let dir = all ? out.appendingPathComponent("capability") : out
                 let scorer = ModelCapabilityScorer(model: m, ablation: ablation, batchSize: min(batchSize, 16))
                 let s = try BenchmarkRun(names: EvalCommand.benchmarkList(list), shots: shots, limit: limit, seed: subsetSeed)
                     .run(scorer, method: label, output: dir, settings: extra, modelSHA256: sha, pruneSet: pruneInfo)
                 Progress.note("benchmarks " + (s.benchmarks ?? []).map { "\($0.benchmark) acc \(String(format: "%.4f", $0.acc)) acc_norm \(String(format: "%.4f", $0.accNorm))" }.joined(separator: ", ") + " → \(dir.path)")
-            } else if all || suite == "capability" {
+            } else if all || suite == .capability {
                 var inputs = try CapabilityEvaluator.Inputs.load(dataFolder: DataPaths.projectData)
                 if noGsm { inputs.gsm = [] }
                 let dir = all ? out.appendingPathComponent("capability") : out

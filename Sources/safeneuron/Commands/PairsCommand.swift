@@ -27,7 +27,7 @@ struct PairsCommand: ParsableCommand {
     @Option(help: "Share of safety pairs.") var safetyFraction = 0.3
     @Option(help: "Most new tokens per generated response.") var maxTokens = 64
     @Option(help: "neurons.json whose set is pruned to obtain compliant answers.") var neurons: String?
-    @Option(help: "Which set of --neurons to prune.") var neuronSet = "topk"
+    @Option(help: "Which set of --neurons to prune.") var neuronSet: NeuronSetChoice = .topk
     @Option(help: "The safety system prompt used for the model's own refusals.")
     var systemPrompt = PairSettings().systemPrompt
     @Option(help: "Random seed.") var seed: UInt64 = 0
@@ -46,7 +46,7 @@ struct PairsCommand: ParsableCommand {
             if let from { return try copyPairs(from, model: m) }
             let harmfulPrompts = try harmfulPrompts(harmful)
             let harmlessPrompts = try harmlessPrompts(harmless)
-            let ablation = try neurons.map { try loadNeuronSet($0, set: neuronSet, config: m.config) }
+            let ablation = try neurons.map { try loadNeuronSet($0, set: neuronSet.rawValue, config: m.config) }
             var s = PairSettings()
             s.count = count; s.safetyFraction = safetyFraction; s.maxTokens = maxTokens
             s.systemPrompt = systemPrompt; s.seed = seed; s.batchSize = batchSize

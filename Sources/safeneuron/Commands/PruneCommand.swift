@@ -15,7 +15,7 @@ struct PruneCommand: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @Option(help: "neurons.json from `identify`.") var neurons: String?
     @Option(help: "direction.safetensors from `direction`: orthogonalise the weights against its direction.") var direction: String?
-    @Option(help: "Which set to prune: union, es, sas or topk.") var neuronSet: String = "union"
+    @Option(help: "Which set to prune.") var neuronSet: NeuronSetChoice = .union
     @Option(help: "The folder to write.") var output: String
     @Option(help: "Weight dtype: f32 or bf16.") var dtype = "f32"
 
@@ -29,7 +29,7 @@ struct PruneCommand: ParsableCommand {
             let m = try model.load()
             var weights = m.weights
             if let neurons {
-                let set = try loadNeuronSet(neurons, set: neuronSet, config: m.config)
+                let set = try loadNeuronSet(neurons, set: neuronSet.rawValue, config: m.config)
                 let zeroed = try zeroDownProjColumns(m.weights, set: set)
                 Progress.note("prune: zeroed \(zeroed) down_proj columns")
             }
