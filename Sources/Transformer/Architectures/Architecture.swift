@@ -204,6 +204,15 @@ public struct GGUFHeader {
 
     public func hasTensor(_ name: String) -> Bool { tensorShape(name) != nil }
 
+    /// The sizes every family writes under the same llama.cpp keys (without the `<arch>.` prefix).
+    public static func commonKeys(_ c: ModelConfig) -> [(String, GGUFScalar)] {
+        [("context_length", .uint32(UInt32(c.maxPositionEmbeddings))), ("embedding_length", .uint32(UInt32(c.hiddenSize))),
+         ("block_count", .uint32(UInt32(c.numHiddenLayers))), ("feed_forward_length", .uint32(UInt32(c.intermediateSize))),
+         ("attention.head_count", .uint32(UInt32(c.numAttentionHeads))),
+         ("attention.head_count_kv", .uint32(UInt32(c.numKeyValueHeads))),
+         ("attention.layer_norm_rms_epsilon", .float32(Float(c.rmsNormEps))), ("rope.freq_base", .float32(Float(c.ropeTheta)))]
+    }
+
     /// The sizes every family stores under the same llama.cpp keys.
     func commonSizes() throws -> (hidden: Int, heads: Int, kvHeads: Int, headDim: Int, layers: Int, ffn: Int, vocab: Int, context: Int) {
         let hidden = try int("embedding_length"), heads = try int("attention.head_count")

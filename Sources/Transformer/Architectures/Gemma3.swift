@@ -156,13 +156,8 @@ public enum Gemma3: Architecture {
     }
 
     public static func ggufMetadata(_ c: ModelConfig) -> (architecture: String, keys: [(String, GGUFScalar)]) {
-        var keys: [(String, GGUFScalar)] = [
-            ("context_length", .uint32(UInt32(c.maxPositionEmbeddings))), ("embedding_length", .uint32(UInt32(c.hiddenSize))),
-            ("block_count", .uint32(UInt32(c.numHiddenLayers))), ("feed_forward_length", .uint32(UInt32(c.intermediateSize))),
-            ("attention.head_count", .uint32(UInt32(c.numAttentionHeads))),
-            ("attention.head_count_kv", .uint32(UInt32(c.numKeyValueHeads))),
+        var keys = GGUFHeader.commonKeys(c) + [
             ("attention.key_length", .uint32(UInt32(c.headDim))), ("attention.value_length", .uint32(UInt32(c.headDim))),
-            ("attention.layer_norm_rms_epsilon", .float32(Float(c.rmsNormEps))), ("rope.freq_base", .float32(Float(c.ropeTheta))),
             ("attention.sliding_window", .uint32(UInt32(c.slidingWindow ?? 4096))),
         ]
         if let s = c.ropeScaling {

@@ -150,13 +150,8 @@ struct LlamaFamilyConfig: Decodable {
     }
 
     static func ggufKeys(_ c: ModelConfig, arch: String) -> [(String, GGUFScalar)] {
-        var keys: [(String, GGUFScalar)] = [
-            ("context_length", .uint32(UInt32(c.maxPositionEmbeddings))), ("embedding_length", .uint32(UInt32(c.hiddenSize))),
-            ("block_count", .uint32(UInt32(c.numHiddenLayers))), ("feed_forward_length", .uint32(UInt32(c.intermediateSize))),
-            ("attention.head_count", .uint32(UInt32(c.numAttentionHeads))),
-            ("attention.head_count_kv", .uint32(UInt32(c.numKeyValueHeads))),
-            ("rope.dimension_count", .uint32(UInt32(c.headDim))), ("rope.freq_base", .float32(Float(c.ropeTheta))),
-            ("attention.layer_norm_rms_epsilon", .float32(Float(c.rmsNormEps))), ("vocab_size", .uint32(UInt32(c.vocabSize))),
+        var keys = GGUFHeader.commonKeys(c) + [
+            ("rope.dimension_count", .uint32(UInt32(c.headDim))), ("vocab_size", .uint32(UInt32(c.vocabSize))),
         ]
         if let s = c.ropeScaling, s.ropeType == "linear" {
             keys += [("rope.scaling.type", .string("linear")), ("rope.scaling.factor", .float32(Float(s.factor)))]
