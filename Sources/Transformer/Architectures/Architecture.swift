@@ -97,6 +97,22 @@ public struct TensorNames: Sendable {
         self.layer = layer.map { Entry(role: $0.0, hf: $0.1, gguf: $0.2) }
     }
 
+    /// The attention block's input norm and projections (with their optional biases) under the names Llama, Qwen2,
+    /// Mistral and Gemma share.
+    public static let attentionProjections: [(LayerParameter, String, String)] = [
+        (.inputNorm, "input_layernorm.weight", "attn_norm.weight"),
+        (.qProj, "self_attn.q_proj.weight", "attn_q.weight"), (.kProj, "self_attn.k_proj.weight", "attn_k.weight"),
+        (.vProj, "self_attn.v_proj.weight", "attn_v.weight"), (.oProj, "self_attn.o_proj.weight", "attn_output.weight"),
+        (.qBias, "self_attn.q_proj.bias", "attn_q.bias"), (.kBias, "self_attn.k_proj.bias", "attn_k.bias"),
+        (.vBias, "self_attn.v_proj.bias", "attn_v.bias"),
+    ]
+
+    /// The gated MLP's three projections, likewise shared.
+    public static let mlpProjections: [(LayerParameter, String, String)] = [
+        (.gateProj, "mlp.gate_proj.weight", "ffn_gate.weight"), (.upProj, "mlp.up_proj.weight", "ffn_up.weight"),
+        (.downProj, "mlp.down_proj.weight", "ffn_down.weight"),
+    ]
+
     public func hfName(layer l: Int, _ role: LayerParameter) -> String? {
         layer.first { $0.role == role }.map { "model.layers.\(l).\($0.hf)" }
     }

@@ -12,19 +12,11 @@ public enum Gemma3: Architecture {
 
     public static let recipe = LayerRecipe(normPlacement: .sandwich, normWeightOffset: 1, activation: .geluTanh, qkNorm: true)
 
-    public static let tensorNames = TensorNames(layer: [
-        (.inputNorm, "input_layernorm.weight", "attn_norm.weight"),
-        (.qProj, "self_attn.q_proj.weight", "attn_q.weight"), (.kProj, "self_attn.k_proj.weight", "attn_k.weight"),
-        (.vProj, "self_attn.v_proj.weight", "attn_v.weight"), (.oProj, "self_attn.o_proj.weight", "attn_output.weight"),
-        (.qBias, "self_attn.q_proj.bias", "attn_q.bias"), (.kBias, "self_attn.k_proj.bias", "attn_k.bias"),
-        (.vBias, "self_attn.v_proj.bias", "attn_v.bias"),
+    public static let tensorNames = TensorNames(layer: TensorNames.attentionProjections + [
         (.qNorm, "self_attn.q_norm.weight", "attn_q_norm.weight"), (.kNorm, "self_attn.k_norm.weight", "attn_k_norm.weight"),
         (.attnOutputNorm, "post_attention_layernorm.weight", "post_attention_norm.weight"),
         (.mlpNorm, "pre_feedforward_layernorm.weight", "ffn_norm.weight"),
-        (.gateProj, "mlp.gate_proj.weight", "ffn_gate.weight"), (.upProj, "mlp.up_proj.weight", "ffn_up.weight"),
-        (.downProj, "mlp.down_proj.weight", "ffn_down.weight"),
-        (.mlpOutputNorm, "post_feedforward_layernorm.weight", "post_ffw_norm.weight"),
-    ])
+    ] + TensorNames.mlpProjections + [(.mlpOutputNorm, "post_feedforward_layernorm.weight", "post_ffw_norm.weight")])
 
     /// Layer i is full attention when (i + 1) is a multiple of the pattern (transformers' and llama.cpp's rule).
     static func layerTypes(count: Int, pattern: Int) -> [AttentionKind] {

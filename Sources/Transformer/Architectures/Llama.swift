@@ -7,16 +7,8 @@ public enum Llama: Architecture {
     public static let ggufArchitectures = ["llama"]
     public static let ggufPermutesQK = true
 
-    public static let tensorNames = TensorNames(layer: [
-        (.inputNorm, "input_layernorm.weight", "attn_norm.weight"),
-        (.qProj, "self_attn.q_proj.weight", "attn_q.weight"), (.kProj, "self_attn.k_proj.weight", "attn_k.weight"),
-        (.vProj, "self_attn.v_proj.weight", "attn_v.weight"), (.oProj, "self_attn.o_proj.weight", "attn_output.weight"),
-        (.qBias, "self_attn.q_proj.bias", "attn_q.bias"), (.kBias, "self_attn.k_proj.bias", "attn_k.bias"),
-        (.vBias, "self_attn.v_proj.bias", "attn_v.bias"),
-        (.mlpNorm, "post_attention_layernorm.weight", "ffn_norm.weight"),
-        (.gateProj, "mlp.gate_proj.weight", "ffn_gate.weight"), (.upProj, "mlp.up_proj.weight", "ffn_up.weight"),
-        (.downProj, "mlp.down_proj.weight", "ffn_down.weight"),
-    ])
+    public static let tensorNames = TensorNames(layer: TensorNames.attentionProjections
+        + [(.mlpNorm, "post_attention_layernorm.weight", "ffn_norm.weight")] + TensorNames.mlpProjections)
 
     public static func config(fromHF data: Data, source: String) throws -> ModelConfig {
         try HFConfigDecoding.decode(LlamaFamilyConfig.self, data, source: source).modelConfig(modelType: "llama")
