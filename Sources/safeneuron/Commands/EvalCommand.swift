@@ -60,8 +60,10 @@ struct EvalCommand: ParsableCommand {
     @Option(help: ArgumentHelp("One attack cell of the safety suite: DIR[,NEURONS[,SET[,MODEL]]] evaluates MODEL (default --model) with SET (default union) of a neurons file pruned into DIR (NEURONS may instead be a direction .safetensors from `direction`, whose direction is then ablated). Repeat for whole attack matrices: each model, the judge and the fluency model's prompt states are loaded once; finished cells (DIR/summary.json) are skipped. Replaces --output and --prune.", valueName: "cell"))
     var cell: [String] = []
     @Option(help: "Which suite to run (all: each in its own subfolder).") var suite: Suite = .safety
-    @Option(help: "strongreject, strongreject-small, harmbench, donotanswer or a prompt file (.txt/.jsonl/.csv).")
+    @Option(help: "strongreject, strongreject-small, harmbench, donotanswer, past-tense, future-tense, uncensorbench or a prompt file (.txt/.jsonl/.csv).")
     var dataset: String = "strongreject"
+    @Option(help: ArgumentHelp("Over-refusal suite: these benign prompt sets (built-in names or files), each measured on its own, in DIR/<source> when there are several, with a Wilson 95% interval; DIR/overrefusal_sources.json lists them all.", valueName: "list"))
+    var overrefusalSources: String = "harmless,rho-edgy,rho-paired-benign"
     @Option(help: "Row label in reports (default: the model's file name).") var method: String?
     @Option(help: "Most new tokens per response.") var maxTokens = 256
     @Option(help: "Prompts decoded together.") var batchSize = 32
@@ -195,16 +197,35 @@ struct EvalCommand: ParsableCommand {
                 try safety(m, sha: sha, ablation: ablation, pruneInfo: pruneInfo, judge: judge, into: all ? out.appendingPathComponent("safety") : out)
             }
             if all || suite == .overrefusal {
-                var prompts = try BuiltinDataset.harmless.load(root: DataPaths.root)
-                if let l = limit { prompts = Array(prompts.prefix(l)) }
+                let sources = overrefusalSources.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                guard !sources.isEmpty else { throw ValidationError("--overrefusal-sources is empty") }
+                // Every source is read before the first generation.
+                let promptSets = try sources.map { src -> [PromptRecord] in
+                    let p = try loadPrompts(src, root: DataPaths.root)
+                    return limit.map { Array(p.prefix($0)) } ?? p
+                }
                 let rules = try JudgeSpec.refusal.make(load: { try ModelOptions(model: $0).load() }, fluencyModel: nil,
                                                        fluencyThreshold: judging.fluencyThreshold, batchSize: batchSize,
                                                        rubricFolder: JudgeSpec.defaultRubricFolder(root: DataPaths.root))
-                let cfg = SafetyEvaluator.Config(method: label, role: SafetySummary.roleOverRefusal, dataset: "harmless",
-                                                 generation: gen, pruneSet: pruneInfo, modelSHA256: sha, extraSettings: extra)
-                let dir = all ? out.appendingPathComponent("overrefusal") : out
-                let s = try SafetyEvaluator(model: m, ablation: ablation, config: cfg).run(prompts: prompts, judge: rules, output: dir)
-                Progress.note("over-refusal \(s.refused)/\(s.asr.total) (\(String(format: "%.1f", s.refusalRate.percent))%) → \(dir.path)")
+                let base = all ? out.appendingPathComponent("overrefusal") : out
+                var rows: [[String: Any]] = []
+                for (src, prompts) in zip(sources, promptSets) {
+                    let name = BuiltinDataset(rawValue: src.lowercased()) != nil ? src.lowercased() : URL(fileURLWithPath: src).lastPathComponent
+                    let cfg = SafetyEvaluator.Config(method: label, role: SafetySummary.roleOverRefusal, dataset: name,
+                                                     generation: gen, pruneSet: pruneInfo, modelSHA256: sha, extraSettings: extra)
+                    let dir = sources.count > 1 ? base.appendingPathComponent(name) : base
+                    let s = try SafetyEvaluator(model: m, ablation: ablation, config: cfg).run(prompts: prompts, judge: rules, output: dir)
+                    let ci = Statistics.wilson(successes: s.refused, of: s.asr.total)
+                    rows.append(["source": name, "refused": s.refused, "total": s.asr.total, "rate": s.refusalRate.fraction,
+                                 "wilson95_low": ci?.lower ?? NSNull(), "wilson95_high": ci?.upper ?? NSNull(), "folder": dir.lastPathComponent])
+                    Progress.note("over-refusal on \(name): \(s.refused)/\(s.asr.total) (\(String(format: "%.1f", s.refusalRate.percent))%"
+                                  + (ci.map { String(format: ", Wilson 95%% %.1f–%.1f%%", $0.lower * 100, $0.upper * 100) } ?? "") + ") → \(dir.path)")
+                }
+                if sources.count > 1 {
+                    try AtomicFile.write(try JSONSerialization.data(withJSONObject: ["format": "safeneuron.overrefusal_sources/1", "method": label, "sources": rows],
+                                                                    options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
+                                         to: base.appendingPathComponent("overrefusal_sources.json").path)
+                }
             }
             if (all || suite == .capability), let list = benchmarks {
                 let dir = all ? out.appendingPathComponent("capability") : out
