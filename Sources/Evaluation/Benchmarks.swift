@@ -47,7 +47,8 @@ public enum Benchmarks {
              fiveShot: Source(file: "openbookqa/test_rc_5shot.jsonl", queryAsContext: false, split: "test")),
     ]
 
-    public static var names: [String] { catalog.map(\.name) }
+    /// Every benchmark name `--benchmarks` takes: the multiple-choice catalog and GSM8K (generation, exact match).
+    public static var names: [String] { catalog.map(\.name) + [GSM8K.name] }
 
     public static func spec(_ name: String) throws -> Spec {
         guard let s = catalog.first(where: { $0.name == name }) else {
@@ -258,6 +259,8 @@ public struct BenchmarkRun {
     public var shots: Int
     public var limit: Int?
     public var seed: UInt64
+    /// Most new tokens per GSM8K answer; nil: the request's own `max_gen_toks` (512).
+    public var generationTokens: Int?
     /// Folder of the unpacked request files (default `vendor-data/benchmarks`).
     public var folder: URL
 
@@ -270,15 +273,35 @@ public struct BenchmarkRun {
                     modelSHA256: String? = nil, pruneSet: PruneSetInfo? = nil) throws -> CapabilitySummary {
         let started = Date()
         // Every file is read and checked before the first model call.
-        let specs = try names.map { try Benchmarks.spec($0) }
+        for n in names where n != GSM8K.name { _ = try Benchmarks.spec(n) }
+        let specs = try names.filter { $0 != GSM8K.name }.map { try Benchmarks.spec($0) }
         let loaded = try specs.map { spec -> [Benchmarks.Item] in
             let src = spec.source(shots: shots)
             return Benchmarks.subset(try Benchmarks.load(path: folder.appendingPathComponent(src.file).path,
                                                          queryAsContext: src.queryAsContext), count: limit, seed: seed)
         }
+        let gsm = names.contains(GSM8K.name)
+            ? GSM8K.subset(try GSM8K.load(path: folder.appendingPathComponent(GSM8K.file).path), count: limit, seed: seed) : nil
         var results: [Benchmarks.Result] = []
         var lines = Data()
         var metrics: [String: Double] = [:]
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        if let gsm {
+            let progress = Progress("gsm8k \(shots == 0 ? 0 : 8)-shot", total: gsm.count)
+            var scored: [GSM8K.ScoredItem] = []
+            let gsm = generationTokens.map { cap in gsm.map { var i = $0; i.maxNewTokens = min(i.maxNewTokens, cap); return i } } ?? gsm
+            for lo in stride(from: 0, to: gsm.count, by: 32) {
+                scored += try GSM8K.evaluate(Array(gsm[lo..<min(gsm.count, lo + 32)]), shots: shots, scorer: scorer)
+                progress.advance(by: min(32, gsm.count - lo), unit: "problems",
+                                 fields: [("exact_match", String(format: "%.3f", Double(scored.filter(\.exactMatch).count) / Double(scored.count)))])
+            }
+            let r = GSM8K.result(shots: shots == 0 ? 0 : 8, items: scored)
+            progress.finish("gsm8k: " + String(format: "exact match %.4f ± %.4f (%d problems)", r.acc, r.accStderr, r.count))
+            results.append(r)
+            metrics["gsm8k_exact_match"] = r.acc
+            for item in scored { lines.append(try enc.encode(item)); lines.append(UInt8(ascii: "\n")) }
+        }
         for (spec, items) in zip(specs, loaded) {
             let progress = Progress("\(spec.name) \(shots)-shot", total: items.count)
             var scored: [Benchmarks.ScoredItem] = []
@@ -296,8 +319,6 @@ public struct BenchmarkRun {
             results.append(r)
             metrics["\(spec.name)_acc"] = r.acc
             metrics["\(spec.name)_acc_norm"] = r.accNorm
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             for item in scored {
                 lines.append(try enc.encode(item))
                 lines.append(UInt8(ascii: "\n"))
@@ -308,7 +329,8 @@ public struct BenchmarkRun {
         s["benchmark_subset_seed"] = .int(Int(seed))
         s["chat_template"] = .string("none (raw text, lm-evaluation-harness style)")
         s["acc_norm"] = .string("log-likelihood per UTF-8 byte of the continuation as scored")
-        var summary = CapabilitySummary(method: method, metrics: metrics, primaryMetric: "\(names[0])_acc_norm", settings: s,
+        if gsm != nil { s["gsm8k_max_new_tokens"] = .int(generationTokens ?? 512) }
+        var summary = CapabilitySummary(method: method, metrics: metrics, primaryMetric: names[0] == GSM8K.name ? "gsm8k_exact_match" : "\(names[0])_acc_norm", settings: s,
                                         modelSHA256: modelSHA256, pruneSet: pruneSet,
                                         wallSeconds: (Date().timeIntervalSince(started) * 10).rounded() / 10)
         summary.benchmarks = results

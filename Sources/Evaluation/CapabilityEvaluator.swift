@@ -12,6 +12,14 @@ public protocol CapabilityScoring {
     func textNLL(_ text: String, window: Int) throws -> (sumNLL: Double, tokens: Int)
     /// Greedy raw-text completions.
     func complete(_ prompts: [String], maxNewTokens: Int) throws -> [String]
+    /// Greedy raw-text completions, each ended at the first of `stopSequences` (which is cut off).
+    func complete(_ prompts: [String], maxNewTokens: Int, stopSequences: [String]) throws -> [String]
+}
+
+public extension CapabilityScoring {
+    func complete(_ prompts: [String], maxNewTokens: Int, stopSequences: [String]) throws -> [String] {
+        try complete(prompts, maxNewTokens: maxNewTokens).map { GSM8K.truncate($0, at: stopSequences) }
+    }
 }
 
 /// `CapabilityScoring` on a `LanguageModel` (optionally under ablation).
@@ -66,6 +74,35 @@ public struct ModelCapabilityScorer: CapabilityScoring {
             }
         }
         return (sum, count)
+    }
+
+    /// Decodes in rounds of `stopCheckTokens` and retires each prompt as soon as its text holds a stop sequence (or
+    /// the model ended it), so a stop early in a long budget costs only its own tokens. Each round continues from
+    /// the prompt and everything generated so far, greedily, so the text is the one-pass greedy text cut at the stop.
+    public func complete(_ prompts: [String], maxNewTokens: Int, stopSequences: [String]) throws -> [String] {
+        let stops = stopSequences.filter { !$0.isEmpty }
+        let enc = prompts.map { model.tokenizer.encode($0, addSpecialTokens: false) }
+        var generated = [[Int]](repeating: [], count: prompts.count)
+        var active = Array(prompts.indices)
+        let round = 48
+        while !active.isEmpty {
+            var still: [Int] = []
+            let lengths = active.map { enc[$0].count + generated[$0].count }
+            for batch in GenerationPlan.batches(lengths: lengths, batchSize: batchSize) {
+                let ids = batch.map { active[$0] }
+                let budget = ids.map { maxNewTokens - generated[$0].count }.min() ?? 0
+                let gen = try model.generate(prompts: ids.map { enc[$0] + generated[$0] }, maxNewTokens: min(round, budget),
+                                             sampling: .greedy, ablation: ablation)
+                for (k, i) in ids.enumerated() {
+                    generated[i] += gen[k]
+                    let text = model.decodeCompletion(generated[i])
+                    let ended = gen[k].count < min(round, budget) || generated[i].count >= maxNewTokens
+                    if !ended && !stops.contains(where: { text.contains($0) }) { still.append(i) }
+                }
+            }
+            active = still.sorted()
+        }
+        return generated.map { GSM8K.truncate(model.decodeCompletion($0), at: stops) }
     }
 
     public func complete(_ prompts: [String], maxNewTokens: Int) throws -> [String] {

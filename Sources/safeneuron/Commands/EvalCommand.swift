@@ -76,6 +76,7 @@ struct EvalCommand: ParsableCommand {
     var benchmarks: String?
     @Option(help: "Few-shot examples per --benchmarks context: 0 or 5 (the OLMES request files' own).") var shots = 0
     @Option(help: "Seed of the --limit subsets of --benchmarks.") var subsetSeed: UInt64 = 0
+    @Option(help: "GSM8K: most new tokens per answer (default: the requests' own 512).") var generationTokens: Int?
     @Option(help: "A system message before each prompt.") var system: String?
     @Flag(help: "Safety suite: also measure the (pruned) model's perplexity on data/perplexity.txt into DIR/perplexity.json, the fluency side of an attack cell.")
     var perplexity = false
@@ -230,7 +231,9 @@ struct EvalCommand: ParsableCommand {
             if (all || suite == .capability), let list = benchmarks {
                 let dir = all ? out.appendingPathComponent("capability") : out
                 let scorer = ModelCapabilityScorer(model: m, ablation: ablation, batchSize: min(batchSize, 16))
-                let s = try BenchmarkRun(names: EvalCommand.benchmarkList(list), shots: shots, limit: limit, seed: subsetSeed)
+                var bench = BenchmarkRun(names: EvalCommand.benchmarkList(list), shots: shots, limit: limit, seed: subsetSeed)
+                bench.generationTokens = generationTokens
+                let s = try bench
                     .run(scorer, method: label, output: dir, settings: extra, modelSHA256: sha, pruneSet: pruneInfo)
                 Progress.note("benchmarks " + (s.benchmarks ?? []).map { "\($0.benchmark) acc \(String(format: "%.4f", $0.acc)) acc_norm \(String(format: "%.4f", $0.accNorm))" }.joined(separator: ", ") + " → \(dir.path)")
             } else if all || suite == .capability {
