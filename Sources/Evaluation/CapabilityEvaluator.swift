@@ -76,33 +76,26 @@ public struct ModelCapabilityScorer: CapabilityScoring {
         return (sum, count)
     }
 
-    /// Decodes in rounds of `stopCheckTokens` and retires each prompt as soon as its text holds a stop sequence (or
-    /// the model ended it), so a stop early in a long budget costs only its own tokens. Each round continues from
-    /// the prompt and everything generated so far, greedily, so the text is the one-pass greedy text cut at the stop.
+    /// One greedy pass per batch with a KV cache; a prompt stops as soon as the text of its last tokens holds a stop
+    /// sequence (or the model ends it), so a stop early in a long budget costs only its own tokens. The text is then
+    /// cut at its first stop sequence: the one-pass greedy text, cut as lm-evaluation-harness cuts it.
     public func complete(_ prompts: [String], maxNewTokens: Int, stopSequences: [String]) throws -> [String] {
         let stops = stopSequences.filter { !$0.isEmpty }
         let enc = prompts.map { model.tokenizer.encode($0, addSpecialTokens: false) }
-        var generated = [[Int]](repeating: [], count: prompts.count)
-        var active = Array(prompts.indices)
-        let round = 48
-        while !active.isEmpty {
-            var still: [Int] = []
-            let lengths = active.map { enc[$0].count + generated[$0].count }
-            for batch in GenerationPlan.batches(lengths: lengths, batchSize: batchSize) {
-                let ids = batch.map { active[$0] }
-                let budget = ids.map { maxNewTokens - generated[$0].count }.min() ?? 0
-                let gen = try model.generate(prompts: ids.map { enc[$0] + generated[$0] }, maxNewTokens: min(round, budget),
-                                             sampling: .greedy, ablation: ablation)
-                for (k, i) in ids.enumerated() {
-                    generated[i] += gen[k]
-                    let text = model.decodeCompletion(generated[i])
-                    let ended = gen[k].count < min(round, budget) || generated[i].count >= maxNewTokens
-                    if !ended && !stops.contains(where: { text.contains($0) }) { still.append(i) }
-                }
-            }
-            active = still.sorted()
+        // A stop sequence of c characters lies within the last c + 1 tokens' text (every token decodes to ≥ 1 byte
+        // once merged; the margin covers a character split over byte-fallback tokens).
+        let tail = (stops.map { $0.utf8.count }.max() ?? 0) + 4
+        var out = [String](repeating: "", count: prompts.count)
+        for batch in GenerationPlan.batches(lengths: enc.map(\.count), batchSize: batchSize) {
+            let gen = try model.generate(prompts: batch.map { enc[$0] }, maxNewTokens: maxNewTokens, sampling: .greedy,
+                                         ablation: ablation, stopWhen: { _, output in
+                guard !stops.isEmpty else { return false }
+                let text = self.model.decodeCompletion(Array(output.suffix(tail)))
+                return stops.contains { text.contains($0) }
+            })
+            for (k, i) in batch.enumerated() { out[i] = GSM8K.truncate(model.decodeCompletion(gen[k]), at: stops) }
         }
-        return generated.map { GSM8K.truncate(model.decodeCompletion($0), at: stops) }
+        return out
     }
 
     public func complete(_ prompts: [String], maxNewTokens: Int) throws -> [String] {

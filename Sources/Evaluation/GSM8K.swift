@@ -118,6 +118,17 @@ public enum GSM8K {
             case benchmark, generation, extracted, target
             case docID = "doc_id", nativeID = "native_id", exactMatch = "exact_match"
         }
+        // Written by hand so an answer that could not be extracted is an explicit null, not a missing field.
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(benchmark, forKey: .benchmark)
+            try c.encode(docID, forKey: .docID)
+            try c.encode(nativeID, forKey: .nativeID)
+            try c.encode(generation, forKey: .generation)
+            try c.encode(extracted, forKey: .extracted)
+            try c.encode(target, forKey: .target)
+            try c.encode(exactMatch, forKey: .exactMatch)
+        }
     }
 
     public static func score(_ item: Item, generation raw: String) -> ScoredItem {

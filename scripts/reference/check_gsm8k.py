@@ -89,10 +89,10 @@ def main():
         em = got is not None and got == normalize(doc["short_answer"])
         hits_ref += em
         same_text += text == o["generation"]
-        if got == o["extracted"] and em == o["exact_match"]:
+        if got == o.get("extracted") and em == o["exact_match"]:
             same_answer += 1
         else:
-            failures.append(f"doc {o['doc_id']}: ours {o['extracted']!r} ({o['exact_match']}) vs reference {got!r} ({em})")
+            failures.append(f"doc {o['doc_id']}: ours {o.get('extracted')!r} ({o['exact_match']}) vs reference {got!r} ({em})")
     n = len(ours)
     ours_em = sum(o["exact_match"] for o in ours) / n
     print(f"gsm8k ({n} problems, reference {time.time() - t:.0f} s): exact match ours {ours_em:.4f} ref {hits_ref / n:.4f}; "
