@@ -160,17 +160,9 @@ public enum Benchmarks {
         return items
     }
 
-    /// A seeded subset of `count` documents, kept in file order (so the same `--limit` and seed always
-    /// score the same items, and a smaller subset of one seed is not a prefix of a larger one's by accident).
+    /// A seeded subset of `count` documents (`SeededSubset.pick`).
     public static func subset(_ items: [Item], count: Int?, seed: UInt64) -> [Item] {
-        guard let count, count < items.count else { return items }
-        var rng = SplitMix64(seed: seed)
-        var idx = Array(items.indices)
-        for i in 0..<count {
-            let j = i + Int(rng.next() % UInt64(idx.count - i))
-            idx.swapAt(i, j)
-        }
-        return idx.prefix(count).sorted().map { items[$0] }
+        SeededSubset.pick(items, count: count, seed: seed)
     }
 
     /// lm-evaluation-harness's figures for one benchmark: `acc` (argmax of the summed log-likelihood),
@@ -251,22 +243,31 @@ public enum Benchmarks {
     }
 }
 
-/// `eval --suite capability --benchmarks …`: every named benchmark scored, `summary.json` (kind
-/// "capability", a `benchmarks` entry each) and `benchmark_items.jsonl` (one scored document per line, its
-/// per-choice log-likelihoods included, so other tools can re-score) written atomically into the output folder.
-public struct BenchmarkRun {
+/// `eval --suite capability`: the perplexity of `perplexityText` (windows of `perplexityWindow` tokens) and every
+/// named benchmark, scored like lm-evaluation-harness. `summary.json` (kind "capability": `perplexity`,
+/// `<name>_acc`, `<name>_acc_norm`, `gsm8k_exact_match`, and a `benchmarks` entry each) and, when benchmarks were
+/// scored, `benchmark_items.jsonl` (one scored document per line, its per-choice log-likelihoods included, so other
+/// tools can re-score) are written atomically into the output folder.
+public struct CapabilitySuite {
     public var names: [String]
     public var shots: Int
     public var limit: Int?
     public var seed: UInt64
+    /// GSM8K problems scored (a seeded subset); nil: every problem. `limit` applies to the other benchmarks.
+    public var gsm8kLimit: Int?
     /// Most new tokens per GSM8K answer; nil: the request's own `max_gen_toks` (512).
     public var generationTokens: Int?
     /// Folder of the unpacked request files (default `vendor-data/benchmarks`).
     public var folder: URL
+    /// Plain text whose perplexity is measured first (the run's fluency measure; `eval` uses data/perplexity.txt);
+    /// nil: none.
+    public var perplexityFile: URL?
+    public var perplexityWindow = 512
 
     public init(names: [String], shots: Int, limit: Int?, seed: UInt64,
                 folder: URL = DataPaths.vendorData.appendingPathComponent("benchmarks", isDirectory: true)) {
         self.names = names; self.shots = shots; self.limit = limit; self.seed = seed; self.folder = folder
+        gsm8kLimit = limit
     }
 
     public func run(_ scorer: CapabilityScoring, method: String, output: URL, settings: [String: SettingValue] = [:],
@@ -281,10 +282,16 @@ public struct BenchmarkRun {
                                                          queryAsContext: src.queryAsContext), count: limit, seed: seed)
         }
         let gsm = names.contains(GSM8K.name)
-            ? GSM8K.subset(try GSM8K.load(path: folder.appendingPathComponent(GSM8K.file).path), count: limit, seed: seed) : nil
+            ? GSM8K.subset(try GSM8K.load(path: folder.appendingPathComponent(GSM8K.file).path), count: gsm8kLimit, seed: seed) : nil
         var results: [Benchmarks.Result] = []
         var lines = Data()
         var metrics: [String: Double] = [:]
+        if let file = perplexityFile, case let text = try FileIO.readText(file), !text.isEmpty {
+            let (sum, n) = try scorer.textNLL(text, window: perplexityWindow)
+            metrics["perplexity"] = try Capability.perplexity(sumNLL: sum, tokenCount: n)
+            metrics["perplexity_tokens"] = Double(n)
+            Progress.note("capability: perplexity \(String(format: "%.3f", metrics["perplexity"] ?? .nan)) over \(n) tokens")
+        }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         if let gsm {
@@ -330,12 +337,14 @@ public struct BenchmarkRun {
         s["chat_template"] = .string("none (raw text, lm-evaluation-harness style)")
         s["acc_norm"] = .string("log-likelihood per UTF-8 byte of the continuation as scored")
         if gsm != nil { s["gsm8k_max_new_tokens"] = .int(generationTokens ?? 512) }
-        var summary = CapabilitySummary(method: method, metrics: metrics, primaryMetric: names[0] == GSM8K.name ? "gsm8k_exact_match" : "\(names[0])_acc_norm", settings: s,
+        if metrics["perplexity"] != nil { s["perplexity_window"] = .int(perplexityWindow) }
+        let primary = names.first.map { $0 == GSM8K.name ? "gsm8k_exact_match" : "\($0)_acc_norm" } ?? "perplexity"
+        var summary = CapabilitySummary(method: method, metrics: metrics, primaryMetric: primary, settings: s,
                                         modelSHA256: modelSHA256, pruneSet: pruneSet,
                                         wallSeconds: (Date().timeIntervalSince(started) * 10).rounded() / 10)
-        summary.benchmarks = results
+        if !results.isEmpty { summary.benchmarks = results }
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
-        try FileIO.writeAtomically(lines, to: output.appendingPathComponent("benchmark_items.jsonl"))
+        if !names.isEmpty { try FileIO.writeAtomically(lines, to: output.appendingPathComponent("benchmark_items.jsonl")) }
         try summary.write(to: output)
         return summary
     }

@@ -70,11 +70,7 @@ public enum GSM8K {
 
     /// A seeded subset in file order (the same rule as the multiple-choice benchmarks).
     public static func subset(_ items: [Item], count: Int?, seed: UInt64) -> [Item] {
-        guard let count, count < items.count else { return items }
-        var rng = SplitMix64(seed: seed)
-        var idx = Array(items.indices)
-        for i in 0..<count { idx.swapAt(i, i + Int(rng.next() % UInt64(idx.count - i))) }
-        return idx.prefix(count).sorted().map { items[$0] }
+        SeededSubset.pick(items, count: count, seed: seed)
     }
 
     /// The generation cut at its first stop sequence.

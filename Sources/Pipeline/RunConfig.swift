@@ -1,3 +1,4 @@
+import Evaluation
 import Foundation
 import Runtime
 import Yams
@@ -54,6 +55,23 @@ public struct RunConfig {
         public var perplexity: Bool = true
         /// The refusal-direction cell: "auto" (layer chosen on the original model), a layer index, or nil (off).
         public var direction: String? = "auto"
+        /// Standard capability benchmarks measured on every method (`eval --benchmarks`), `benchmarkShots`-shot, on
+        /// seeded subsets of `benchmarkLimit` documents each and `gsm8kLimit` GSM8K problems (nil: every item), GSM8K
+        /// answers of at most `gsm8kTokens` new tokens (nil: the requests' 512).
+        public var benchmarks: [String] = [], benchmarkShots = 0, benchmarkLimit: Int? = nil
+        public var gsm8kLimit: Int? = nil, gsm8kTokens: Int? = nil
+        /// Jailbreak-phrasing prompt sets (built-in names or files): each an unattacked (ORI) cell for every method,
+        /// on a seeded sample of `jailbreakSample` prompts (nil: all).
+        public var jailbreaks: [String] = [], jailbreakSample: Int? = nil
+        /// Over-refusal prompt sets, each measured on its own (`eval --overrefusal-sources`), on a seeded sample of
+        /// `overrefusalSample` prompts of each (nil: all).
+        public var overrefusalSources: [String] = ["harmless"], overrefusalSample: Int? = nil
+    }
+
+    /// A prompt set's name in folders and cells: the built-in name, else the file name without its extension.
+    public static func promptSetName(_ set: String) -> String {
+        BuiltinDataset(rawValue: set.lowercased()) != nil ? set.lowercased()
+            : URL(fileURLWithPath: set).deletingPathExtension().lastPathComponent
     }
 
     public static let knownMethods = ["original", "dpo", "sn-tune", "safeneuron", "safeneuron-freeze", "safeneuron-dropout"]
@@ -179,6 +197,32 @@ public struct RunConfig {
             throw RuntimeError.badFile(path: source, reason: "\(key): values must be ≥ 0")
         }
         if eval.excludeUtility.isEmpty { eval.excludeUtility = [0] }
+        eval.benchmarks = e.isAbsent("benchmarks") ? [] : try e.strings("benchmarks").map { $0.lowercased() }.filter { !$0.isEmpty }
+        for b in eval.benchmarks where !Benchmarks.names.contains(b) {
+            throw RuntimeError.badFile(path: source, reason: "eval.benchmarks: unknown benchmark '\(b)' (known: \(Benchmarks.names.joined(separator: ", ")))")
+        }
+        eval.benchmarkShots = try e.optionalInt("benchmark_shots") ?? 0
+        guard [0, 5].contains(eval.benchmarkShots) else { throw e.fail("benchmark_shots", "must be 0 or 5") }
+        eval.benchmarkLimit = try e.optionalInt("benchmark_limit")
+        eval.gsm8kLimit = try e.optionalInt("gsm8k_limit")
+        eval.gsm8kTokens = try e.optionalInt("gsm8k_tokens")
+        eval.jailbreaks = e.isAbsent("jailbreaks") ? [] : try e.strings("jailbreaks").filter { !$0.isEmpty }
+        eval.jailbreakSample = try e.optionalInt("jailbreak_sample")
+        eval.overrefusalSample = try e.optionalInt("overrefusal_sample")
+        for (key, v) in [("overrefusal_sample", eval.overrefusalSample), ("benchmark_limit", eval.benchmarkLimit), ("gsm8k_limit", eval.gsm8kLimit), ("gsm8k_tokens", eval.gsm8kTokens),
+                         ("jailbreak_sample", eval.jailbreakSample)] where (v ?? 1) < 1 {
+            throw e.fail(key, "must be ≥ 1 (or null)")
+        }
+        if !e.isAbsent("overrefusal_sources") { eval.overrefusalSources = try e.strings("overrefusal_sources").filter { !$0.isEmpty } }
+        if eval.overrefusalSources.isEmpty { throw e.fail("overrefusal_sources", "needs at least one prompt set") }
+        for (key, list) in [("jailbreaks", eval.jailbreaks), ("overrefusal_sources", eval.overrefusalSources)] {
+            for name in list where BuiltinDataset(rawValue: name.lowercased()) == nil && !FileManager.default.fileExists(atPath: name) {
+                throw e.fail(key, "'\(name)' is neither a built-in prompt set nor a file")
+            }
+            // Cell and folder names come from the set's name: two sets of one name would share them.
+            let names = list.map { RunConfig.promptSetName($0) }
+            if Set(names).count != names.count { throw e.fail(key, "two prompt sets share a name") }
+        }
         switch e.d["direction"] {
         case nil, is NSNull: eval.direction = nil
         case let i as Int where i >= 0: eval.direction = "\(i)"

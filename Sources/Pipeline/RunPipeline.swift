@@ -98,6 +98,16 @@ public final class RunPipeline {
         let seedCells = c.seeds.dropFirst().flatMap { s in c.methods.compactMap { seedPlans[s]?[$0] }.flatMap { $0 } }
         try evaluate(c.methods.compactMap { plans[$0] }.flatMap { $0 } + seedCells,
                      label: "eval attack (\(plans.count) methods\(c.seeds.count > 1 ? " × \(c.seeds.count) seeds" : ""))")
+        // 4b. Jailbreak phrasings (e.g. the past tense): every final model unattacked on each set, one process per set.
+        var jailbreakCells: [String: [AttackCell]] = [:]
+        for set in c.eval.jailbreaks {
+            let cells = c.methods.compactMap { m in finals[m].map { model in
+                AttackCell(name: Self.jailbreakCellName(set), model: model,
+                           output: path("attack/\(m)/\(Self.jailbreakCellName(set))"), prune: [], neurons: []) } }
+            try evaluate(cells, label: "eval \(RunConfig.promptSetName(set)) (\(cells.count) methods)", dataset: set,
+                         sample: c.eval.jailbreakSample, perplexity: false)
+            for (m, cell) in zip(c.methods.filter { finals[$0] != nil }, cells) { jailbreakCells[m, default: []].append(cell) }
+        }
 
         // 5. Capability, and each method's results.
         var results: [String: Any] = [:]
@@ -105,6 +115,11 @@ public final class RunPipeline {
             guard let model = finals[method], let plan = plans[method] else { continue }
             let attackDir = path("attack/\(method)")
             var entry = try attackCounts(plan)
+            if let extra = jailbreakCells[method], var cells = entry["cells"] as? [String: Any] {
+                // In `cells`, so the paired comparisons with DPO cover them too.
+                for cell in extra { cells[cell.name] = try RunStatistics.cellFields(evalDir: cell.output) }
+                entry["cells"] = cells
+            }
             let capability = c.eval.capability ? try self.capability(method: method, model: model) : [:]
             for (k, v) in capability { entry[k] = v }
             entry["rounds"] = rounds[method] ?? []
@@ -386,7 +401,8 @@ public final class RunPipeline {
 
     /// Runs every distinct cell (judged with the refusal judge plus the original model's fluency check) in one
     /// `eval` process; a rerun skips the finished ones.
-    func evaluate(_ cells: [AttackCell], label: String) throws {
+    func evaluate(_ cells: [AttackCell], label: String, dataset: String? = nil, sample: Int? = nil,
+                  perplexity: Bool? = nil) throws {
         let c = config
         var seen = Set<String>(), cellArgs: [String] = []
         for cell in cells where seen.insert(cell.output).inserted {
@@ -394,12 +410,12 @@ public final class RunPipeline {
             cellArgs += ["--cell", fields.joined(separator: ",")]
         }
         guard let first = cells.first else { return }
-        var args = ["eval", "--model", first.model, "--suite", "safety", "--dataset", c.eval.dataset,
+        var args = ["eval", "--model", first.model, "--suite", "safety", "--dataset", dataset ?? c.eval.dataset,
                     "--max-tokens", "\(c.eval.maxTokens)", "--batch-size", "\(c.eval.batchSize)",
                     "--fluency-model", c.model, "--fluency-threshold", "\(c.eval.fluencyThreshold)",
                     "--fluency-cache", path("fluency-cache.jsonl"), "--stop-at-refusal"] + cellArgs
-        if c.eval.perplexity { args.append("--perplexity") }
-        if let l = c.eval.limit { args += ["--limit", "\(l)"] }
+        if perplexity ?? c.eval.perplexity { args.append("--perplexity") }
+        if let n = sample { args += ["--sample", "\(n)", "--subset-seed", "\(c.seed)"] } else if let l = c.eval.limit { args += ["--limit", "\(l)"] }
         try runner.command("\(label): \(seen.count) cells", outputs: seen.sorted().map { $0 + "/summary.json" }, args)
     }
 
@@ -447,6 +463,11 @@ public final class RunPipeline {
 
     static func attributionCellName(k: Int, excludeUtility q: Int) -> String { "attr\(k)_u\(q)" }
 
+    /// The unattacked cell on a jailbreak-phrasing set: "ori_past_tense" for `past-tense`.
+    static func jailbreakCellName(_ set: String) -> String {
+        "ori_" + RunConfig.promptSetName(set).map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined()
+    }
+
     /// The attack families of a plan and their cells: neuron pruning by activation statistics (ES, SAS, FULL and the
     /// top-k by d) and by attribution.
     func attackFamilies(_ plan: [AttackCell]) -> [(String, [String])] {
@@ -474,14 +495,24 @@ public final class RunPipeline {
         try CellPerplexity.read(from: URL(fileURLWithPath: cellDir))?.perplexity
     }
 
+    /// Perplexity and the standard benchmarks (seeded subsets, the same documents for every method), then
+    /// over-refusal on each source; results.json's capability fields (`RunReport.capabilityFields`).
     func capability(method: String, model: String) throws -> [String: Any] {
         let out = path("capability/\(method)")
-        try runner.command("capability \(method)", outputs: [out + "/capability/summary.json"],
-                           ["eval", "--model", model, "--output", out + "/capability", "--suite", "capability", "--no-gsm"])
-        try runner.command("over-refusal \(method)", outputs: [out + "/overrefusal/summary.json"],
-                           // The run keeps its one over-refusal source until the standard sources join its report.
-                           ["eval", "--model", model, "--output", out + "/overrefusal", "--suite", "overrefusal",
-                            "--overrefusal-sources", "harmless", "--max-tokens", "\(config.eval.maxTokens)", "--batch-size", "\(config.eval.batchSize)", "--stop-at-refusal"])
-        return try RunReport.capabilityFields(capability: out + "/capability/summary.json", overrefusal: out + "/overrefusal/summary.json")
+        let e = config.eval
+        var args = ["eval", "--model", model, "--output", out + "/capability", "--suite", "capability"]
+        if !e.benchmarks.isEmpty {
+            args += ["--benchmarks", e.benchmarks.joined(separator: ","), "--shots", "\(e.benchmarkShots)", "--subset-seed", "\(config.seed)"]
+            if let l = e.benchmarkLimit { args += ["--limit", "\(l)"] }
+            if let l = e.gsm8kLimit { args += ["--gsm8k-limit", "\(l)"] }
+            if let t = e.gsm8kTokens { args += ["--generation-tokens", "\(t)"] }
+        }
+        try runner.command("capability \(method)", outputs: [out + "/capability/summary.json"], args)
+        var over = ["eval", "--model", model, "--output", out + "/overrefusal", "--suite", "overrefusal",
+                    "--overrefusal-sources", e.overrefusalSources.joined(separator: ","),
+                    "--max-tokens", "\(e.maxTokens)", "--batch-size", "\(e.batchSize)", "--stop-at-refusal"]
+        if let n = e.overrefusalSample { over += ["--sample", "\(n)", "--subset-seed", "\(config.seed)"] }
+        try runner.command("over-refusal \(method)", outputs: [out + "/overrefusal/overrefusal_sources.json"], over)
+        return try RunReport.capabilityFields(capability: out + "/capability/summary.json", overrefusal: out + "/overrefusal")
     }
 }

@@ -16,18 +16,40 @@ public enum RunReport {
         return ["complied": s.complied, "refused": s.refused, "degenerate": s.degenerate]
     }
 
-    /// Perplexity, multiple-choice accuracy and over-refusal rate from the capability and over-refusal evals
-    /// (their summary.json files, decoded as `CapabilitySummary` and `SafetySummary`; the metric names are
-    /// CapabilityEvaluator's).
+    /// The capability fields of one method from its capability eval (`capability` is its summary.json, decoded as
+    /// `CapabilitySummary`) and its over-refusal eval (`overrefusal` is the folder holding overrefusal_sources.json):
+    /// `perplexity`; `benchmarks` (per benchmark: acc, acc_norm with standard errors, n, and `score`, the figure
+    /// the verdict compares: acc_norm, or exact match for GSM8K); `overrefusal_sources` (per source: refused, n,
+    /// rate, Wilson 95% interval) and `overrefusal`, the rate pooled over the sources.
     static func capabilityFields(capability: String, overrefusal: String) throws -> [String: Any] {
         var out: [String: Any] = [:]
         let cap = try CapabilitySummary.read(from: URL(fileURLWithPath: capability).deletingLastPathComponent())
-        for (src, dst) in [("perplexity", "perplexity"), ("mc_acc", "mc_accuracy"), ("mc_acc_norm", "mc_accuracy_norm"),
-                           ("gsm_exact_match", "gsm_exact_match")] {
-            if let v = cap.metrics[src] { out[dst] = v }
+        if let v = cap.metrics["perplexity"] { out["perplexity"] = v }
+        var benchmarks: [String: Any] = [:]
+        for b in cap.benchmarks ?? [] {
+            func num(_ x: Double) -> Any { x.isFinite ? RunStatistics.round6(x) : NSNull() }
+            benchmarks[b.benchmark] = ["acc": num(b.acc), "acc_stderr": num(b.accStderr), "acc_norm": num(b.accNorm),
+                                       "acc_norm_stderr": num(b.accNormStderr), "n": b.count, "shots": b.shots,
+                                       "score": num(b.benchmark == GSM8K.name ? b.acc : b.accNorm)]
         }
-        let over = try safetySummary(overrefusal)
-        if over.asr.total > 0 { out["overrefusal"] = Double(over.refused) / Double(over.asr.total) }
+        if !benchmarks.isEmpty { out["benchmarks"] = benchmarks }
+        let listPath = overrefusal + "/overrefusal_sources.json"
+        guard let list = try JSONSerialization.jsonObject(with: try Data(contentsOf: URL(fileURLWithPath: listPath))) as? [String: Any],
+              let rows = list["sources"] as? [[String: Any]] else {
+            throw RuntimeError.badFile(path: listPath, reason: "sources: missing or not a list")
+        }
+        var sources: [String: Any] = [:], refused = 0, total = 0
+        for (i, row) in rows.enumerated() {
+            guard let name = row["source"] as? String, let r = row["refused"] as? Int, let n = row["total"] as? Int, r >= 0, n >= r else {
+                throw RuntimeError.badFile(path: listPath, reason: "sources[\(i)]: needs source, refused ≤ total")
+            }
+            refused += r; total += n
+            var f: [String: Any] = ["refused": r, "n": n, "rate": n > 0 ? RunStatistics.round6(Double(r) / Double(n)) : NSNull()]
+            if let ci = Statistics.wilson(successes: r, of: n) { f["rate_ci95"] = [RunStatistics.round6(ci.lower), RunStatistics.round6(ci.upper)] }
+            sources[name] = f
+        }
+        out["overrefusal_sources"] = sources
+        if total > 0 { out["overrefusal"] = Double(refused) / Double(total) }
         return out
     }
 
@@ -68,12 +90,47 @@ public enum RunReport {
         var doc = ReportDocument(title: "SafeNeuron run: \(URL(fileURLWithPath: config.model).lastPathComponent)")
         doc.paragraph("StrongREJECT (\(prompts) prompts), judge `refusal` (prefix list) + fluency (mean token NLL under the original model > \(config.eval.fluencyThreshold) nats ⇒ degenerate). "
                       + "Cells show **complied** (the ASR count) with its Wilson 95% interval in prompts [lo–hi] and the refused (r) and degenerate (d) counts. Wall time \(Progress.clock(wallSeconds)).")
-        doc.heading("Table 1: capability and attack success before and after neuron pruning")
-        doc.table(["Method", "Perplexity ↓", "MC acc ↑", "Over-refusal ↓", "ORI", "ES(SN−)", "SAS(SN−)", "FULL(SN−)"], order.map { m in
-            let e = entry(m)
-            return [m, fmt(e["perplexity"]), fmt(e["mc_accuracy"], "%.3f"), fmt((e["overrefusal"] as? Double).map { $0 * 100 }, "%.1f%%"),
-                    show(cell(m, "ori")), show(cell(m, "es")), show(cell(m, "sas")), show(cell(m, "full"))]
+        let jailbreaks = config.eval.jailbreaks
+        doc.heading("Table 1: attack success before and after neuron pruning")
+        if !jailbreaks.isEmpty {
+            doc.paragraph("ORI on a jailbreak phrasing: the unattacked model on that set's prompts"
+                          + (config.eval.jailbreakSample.map { " (a seeded sample of \($0), the same for every method)" } ?? "")
+                          + ". A model that refuses a request but answers it reworded is not safe.")
+        }
+        doc.table(["Method", "ORI"] + jailbreaks.map { "ORI, \(RunConfig.promptSetName($0))" } + ["ES(SN−)", "SAS(SN−)", "FULL(SN−)"], order.map { m in
+            [m, show(cell(m, "ori"))] + jailbreaks.map { show(cell(m, RunPipeline.jailbreakCellName($0))) }
+                + [show(cell(m, "es")), show(cell(m, "sas")), show(cell(m, "full"))]
         })
+        let benchNames = config.eval.benchmarks
+        if config.eval.capability {
+            doc.heading("Capability")
+            func bench(_ m: String, _ b: String) -> [String: Any] { ((entry(m)["benchmarks"] as? [String: Any])?[b] as? [String: Any]) ?? [:] }
+            let sizes = benchNames.map { b in order.compactMap { bench($0, b)["n"] as? Int }.first.map { "\(b) \($0)" } ?? "\(b) –" }
+            doc.paragraph("Scored like lm-evaluation-harness on the OLMES requests, \(config.eval.benchmarkShots)-shot: acc_norm "
+                          + "(log-likelihood per byte of the continuation) ± its standard error, in percent; GSM8K greedy exact match. "
+                          + "Documents per benchmark (seeded subsets, the same for every method): \(sizes.joined(separator: ", ")). "
+                          + "Perplexity on data/perplexity.txt.")
+            doc.table(["Method", "Perplexity ↓"] + benchNames.map { $0 == GSM8K.name ? "gsm8k EM ↑" : "\($0) ↑" }, order.map { m in
+                [m, fmt(entry(m)["perplexity"])] + benchNames.map { b in
+                    let f = bench(m, b)
+                    let key = b == GSM8K.name ? "acc" : "acc_norm"
+                    guard let v = f[key] as? Double else { return "–" }
+                    return String(format: "%.1f", v * 100) + ((f[key + "_stderr"] as? Double).map { String(format: " ± %.1f", $0 * 100) } ?? "")
+                }
+            })
+            let sources = config.eval.overrefusalSources.map(RunConfig.promptSetName)
+            doc.heading("Over-refusal per source")
+            doc.paragraph("Refused benign prompts (refusal judge), with the Wilson 95% interval; pooled = all sources together.")
+            doc.table(["Method"] + sources + ["pooled ↓"], order.map { m in
+                let per = (entry(m)["overrefusal_sources"] as? [String: Any]) ?? [:]
+                return [m] + sources.map { src -> String in
+                    guard let f = per[src] as? [String: Any], let r = f["refused"] as? Int, let n = f["n"] as? Int, n > 0 else { return "–" }
+                    var t = String(format: "%.1f%%", 100 * Double(r) / Double(n))
+                    if let ci = RunStatistics.interval(f["rate_ci95"]) { t += String(format: " [%.1f–%.1f]", ci.lower * 100, ci.upper * 100) }
+                    return t + " (\(r)/\(n))"
+                } + [fmt((entry(m)["overrefusal"] as? Double).map { $0 * 100 }, "%.1f%%")]
+            })
+        }
         doc.heading("Top-k pruning sweep (the attacker prunes the k neurons with the largest effect size)")
         doc.table(["Method"] + ([0] + ks).map { "k=\($0)" } + ["mean (k>0)"], order.map { m in
             [m] + ([0] + ks).map { show(top(m, $0)) } + [fmt(meanTopK(m), "%.1f")]

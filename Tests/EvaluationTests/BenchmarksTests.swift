@@ -122,7 +122,7 @@ final class BenchmarksTests: XCTestCase {
         }
         try lines.joined(separator: "\n").write(to: folder.appendingPathComponent("piqa/rc_0shot.jsonl"), atomically: true, encoding: .utf8)
         let out = root.appendingPathComponent("out")
-        let s = try BenchmarkRun(names: ["piqa"], shots: 0, limit: 8, seed: 1, folder: folder)
+        let s = try CapabilitySuite(names: ["piqa"], shots: 0, limit: 8, seed: 1, folder: folder)
             .run(LengthScorer(), method: "m", output: out)
         let r = try XCTUnwrap(s.benchmarks?.first)
         XCTAssertEqual(r.count, 8)
@@ -137,7 +137,7 @@ final class BenchmarksTests: XCTestCase {
         XCTAssertEqual(items[0]["continuation_bytes"] as? [Int], [6, 12])
         let back = try CapabilitySummary.read(from: out)
         XCTAssertEqual(back.benchmarks, s.benchmarks)
-        XCTAssertThrowsError(try BenchmarkRun(names: ["mmlu_pro"], shots: 0, limit: nil, seed: 0, folder: folder)
+        XCTAssertThrowsError(try CapabilitySuite(names: ["mmlu_pro"], shots: 0, limit: nil, seed: 0, folder: folder)
             .run(LengthScorer(), method: "m", output: out))
     }
 }

@@ -74,58 +74,29 @@ final class EvaluatorLogicTests: XCTestCase {
     }
 }
 
-/// A scorer with fixed answers, to check the capability plumbing without a model.
-private struct StubScorer: CapabilityScoring {
-    var preferred: [String: String]   // question context → continuation that gets the highest likelihood
-    var completions: [String]
+/// A scorer with a fixed NLL, to check the capability plumbing without a model.
+private struct FixedNLLScorer: CapabilityScoring {
     var nll: (Double, Int)
-    var seenPrompts: Box = Box()
-    final class Box { var prompts: [String] = [] }
-
     func continuationLogLikelihoods(_ pairs: [(context: String, continuation: String)]) throws -> [Double] {
-        pairs.map { preferred[$0.context] == $0.continuation ? -1.0 : -5.0 - Double($0.continuation.utf8.count) }
+        XCTFail("no benchmark was asked for"); return []
     }
     func textNLL(_ text: String, window: Int) throws -> (sumNLL: Double, tokens: Int) { nll }
-    func complete(_ prompts: [String], maxNewTokens: Int) throws -> [String] {
-        seenPrompts.prompts = prompts
-        return Array(completions.prefix(prompts.count))
-    }
+    func complete(_ prompts: [String], maxNewTokens: Int) throws -> [String] { XCTFail("no generation was asked for"); return [] }
 }
 
-final class CapabilityEvaluatorTests: XCTestCase {
-    func testMetricsFromStubScorer() throws {
-        let mc = [MCQuestion(question: "2+2?", choices: ["3", "4"], answer: 1),
-                  MCQuestion(question: "Sky?", choices: ["blue", "green"], answer: 0),
-                  MCQuestion(question: "Cat?", choices: ["dog", "cat"], answer: 1),
-                  MCQuestion(question: "One?", choices: ["1", "2"], answer: 0)]
-        // Right on the first two, wrong on the last two.
-        let preferred = ["Question: 2+2?\nAnswer:": " 4", "Question: Sky?\nAnswer:": " blue",
-                         "Question: Cat?\nAnswer:": " dog", "Question: One?\nAnswer:": " 2"]
-        let gsm = (0..<6).map { GSMProblem(question: "q\($0)", answer: "a = \($0 * 10)\n#### \($0 * 10)") }
-        // Two shots; tests q2..q5 answered: right, right (after the cut), wrong, wrong (answer beyond a blank line).
-        let completions = [" 2*10 = 20\n#### 20", " #### 30\n\nQuestion: q9\nAnswer: 99", " 41", " blah\n\n#### 50"]
-        let stub = StubScorer(preferred: preferred, completions: completions, nll: (log(8.0) * 100, 100))
-        var ev = CapabilityEvaluator()
-        ev.gsmShots = 2
-        let (m, details) = try ev.evaluate(stub, inputs: .init(perplexityText: "text", mc: mc, gsm: gsm))
-        XCTAssertEqual(m["mc_acc"], 0.5)
-        XCTAssertEqual(m["mc_count"], 4)
-        XCTAssertEqual(m["perplexity"]!, 8, accuracy: 1e-9)
-        XCTAssertEqual(m["gsm_exact_match"], 0.5)
-        XCTAssertEqual(details.gsm.map(\.correct), [true, true, false, false])
-        XCTAssertEqual(stub.seenPrompts.prompts.first,
-                       "Question: q0\nAnswer: a = 0\n#### 0\n\nQuestion: q1\nAnswer: a = 10\n#### 10\n\nQuestion: q2\nAnswer:")
+final class CapabilitySuiteTests: XCTestCase {
+    func testPerplexityAloneIsTheSummarysPrimaryMetric() throws {
         let dir = try TestPaths.tempDir()
-        let s = try ev.run(stub, inputs: .init(perplexityText: nil, mc: mc, gsm: []), method: "stub", output: dir)
-        XCTAssertEqual(s.primaryMetric, "mc_acc")
+        var suite = CapabilitySuite(names: [], shots: 0, limit: nil, seed: 0, folder: dir)
+        suite.perplexityFile = try TestPaths.write("text", "prose.txt", in: dir)
+        let s = try suite.run(FixedNLLScorer(nll: (log(8.0) * 100, 100)), method: "stub", output: dir)
+        XCTAssertEqual(s.primaryMetric, "perplexity")
+        XCTAssertEqual(s.metrics["perplexity"]!, 8, accuracy: 1e-9)
+        XCTAssertEqual(s.metrics["perplexity_tokens"], 100)
+        XCTAssertNil(s.benchmarks)
         guard case .capability(let back) = try AnySummary.read(folder: dir) else { return XCTFail("not a capability summary") }
-        XCTAssertEqual(back.metrics["mc_acc"], 0.5)
-        XCTAssertNil(back.metrics["perplexity"])
-    }
-
-    func testGSMCut() {
-        XCTAssertEqual(CapabilityEvaluator.cutGSMCompletion(" 5\n#### 5\n\nQuestion: x"), " 5\n#### 5")
-        XCTAssertEqual(CapabilityEvaluator.cutGSMCompletion(" 5 Question: next"), " 5 ")
+        XCTAssertEqual(back.metrics["perplexity"]!, 8, accuracy: 1e-9)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("benchmark_items.jsonl").path))
     }
 }
 

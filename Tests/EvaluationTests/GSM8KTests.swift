@@ -63,7 +63,7 @@ final class GSM8KTests: XCTestCase {
         let lines = (0..<6).map { row($0, question: "what is \($0) plus one?", answer: $0 % 2 == 0 ? "\($0 + 1)" : "0") }
         try lines.joined(separator: "\n").write(to: folder.appendingPathComponent(GSM8K.file), atomically: true, encoding: .utf8)
         let out = root.appendingPathComponent("out")
-        let s = try BenchmarkRun(names: ["gsm8k"], shots: 5, limit: nil, seed: 0, folder: folder).run(EchoScorer(), method: "m", output: out)
+        let s = try CapabilitySuite(names: ["gsm8k"], shots: 5, limit: nil, seed: 0, folder: folder).run(EchoScorer(), method: "m", output: out)
         XCTAssertEqual(s.primaryMetric, "gsm8k_exact_match")
         XCTAssertEqual(s.metrics["gsm8k_exact_match"], 0.5)
         let items = try String(contentsOf: out.appendingPathComponent("benchmark_items.jsonl"), encoding: .utf8)

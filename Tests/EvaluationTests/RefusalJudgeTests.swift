@@ -7,7 +7,8 @@ final class RefusalJudgeTests: XCTestCase {
 
     func testAgreementOnHandLabelledResponses() throws {
         let url = TestPaths.fixtures.appendingPathComponent("judge_labelled.jsonl")
-        let items = try loadJSONL(url) { (_: Labelled, _: Int) in }
+        let items = try String(contentsOf: url, encoding: .utf8).split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+            .map { try JSONDecoder().decode(Labelled.self, from: Data($0.utf8)) }
         XCTAssertGreaterThanOrEqual(items.count, 80)
         let judge = RefusalJudge()
         var agree = 0

@@ -63,7 +63,8 @@ final class RunEndToEndTests: XCTestCase {
         identify: {harmful: \(dir)/harmful.txt, harmless: \(dir)/harmless.txt, max_prompts: 8, batch_size: 4}
         pairs: {file: \(dir)/pairs.jsonl}
         train: {epochs: 1, batch_size: 2, max_length: 48, warmup_steps: 0, save_every: 1, frozen_top_k: 6}
-        eval: {max_tokens: 4, batch_size: 8, limit: 6, topk: [4], attribution_topk: [4], exclude_utility: [4], direction: auto}
+        eval: {max_tokens: 4, batch_size: 8, limit: 6, topk: [4], attribution_topk: [4], exclude_utility: [4], direction: auto,
+               benchmark_limit: 3, gsm8k_limit: 2, gsm8k_tokens: 4, jailbreak_sample: 5, overrefusal_sample: 3}
         """
         try config.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
         let args = ["run", "--config", dir + "/config.yaml"]
@@ -74,7 +75,9 @@ final class RunEndToEndTests: XCTestCase {
                     "original/neurons.json", "methods/dpo/model/model.safetensors", "methods/sn-tune/model/model.safetensors",
                     "methods/safeneuron/round1/model/model.safetensors", "methods/safeneuron-freeze/round1/model/model.safetensors",
                     "methods/safeneuron-dropout/round1/model/model.safetensors", "attack/original/direction.safetensors",
-                    "capability/dpo/capability/summary.json", "capability/dpo/overrefusal/summary.json"] {
+                    "capability/dpo/capability/summary.json", "capability/dpo/capability/benchmark_items.jsonl",
+                    "capability/dpo/overrefusal/overrefusal_sources.json", "capability/dpo/overrefusal/rho-edgy/summary.json",
+                    "attack/dpo/ori_past_tense/summary.json"] {
             XCTAssertTrue(fm.fileExists(atPath: runDir + "/" + out), "missing \(out)")
         }
         // Every attack cell results.json names was evaluated, and the attribution and direction families are there.
@@ -83,8 +86,18 @@ final class RunEndToEndTests: XCTestCase {
         XCTAssertEqual(Set(methods.keys), ["original", "dpo", "sn-tune", "safeneuron", "safeneuron-freeze", "safeneuron-dropout"])
         for (name, entry) in methods {
             let cells = try XCTUnwrap((entry as? [String: Any])?["cells"] as? [String: Any], name)
-            XCTAssertTrue(cells.keys.contains("ori") && cells.keys.contains("attr4_u4") && cells.keys.contains("direction"),
-                          "\(name): \(cells.keys.sorted())")
+            XCTAssertTrue(cells.keys.contains("ori") && cells.keys.contains("attr4_u4") && cells.keys.contains("direction")
+                          && cells.keys.contains("ori_past_tense"), "\(name): \(cells.keys.sorted())")
+            // The default run's standard benchmarks and over-refusal sources, for every method.
+            let fields = try XCTUnwrap(entry as? [String: Any])
+            let benchmarks = try XCTUnwrap(fields["benchmarks"] as? [String: Any], name)
+            XCTAssertEqual(Set(benchmarks.keys), ["arc_easy", "arc_challenge", "hellaswag", "piqa", "winogrande", "openbookqa", "gsm8k"])
+            XCTAssertEqual((benchmarks["piqa"] as? [String: Any])?["n"] as? Int, 3)
+            XCTAssertEqual((benchmarks["gsm8k"] as? [String: Any])?["n"] as? Int, 2)
+            let sources = try XCTUnwrap(fields["overrefusal_sources"] as? [String: Any], name)
+            XCTAssertEqual(Set(sources.keys), ["harmless", "rho-edgy", "rho-paired-benign"])
+            XCTAssertTrue(sources.values.allSatisfy { ($0 as? [String: Any])?["n"] as? Int == 3 })
+            XCTAssertEqual((cells["ori_past_tense"] as? [String: Any])?["n"] as? Int, 5)
             for (cell, v) in cells {
                 let evalDir = try XCTUnwrap((v as? [String: Any])?["eval_dir"] as? String, "\(name)/\(cell)")
                 let path = evalDir.hasPrefix("/") ? evalDir : runDir + "/" + evalDir

@@ -24,6 +24,23 @@ final class RunVerdictTests: XCTestCase {
         XCTAssertTrue(o.text.contains("95% CI [−45.0, −25.0]"), o.text)
     }
 
+    func testEveryBenchmarkMustStayWithinTwoPointsOfTheOriginal() {
+        var v = passing()
+        v.baseBenchmarks = ["arc_easy": 0.52, "piqa": 0.62, "gsm8k": 0.0]
+        v.benchmarks = ["arc_easy": 0.50, "piqa": 0.70, "gsm8k": 0.0]      // −2.0 points exactly, an improvement, equal
+        var o = RunStatistics.verdict(v)
+        XCTAssertEqual(o.keepsCapability, true, o.text); XCTAssertTrue(o.passes)
+        XCTAssertTrue(o.text.contains("every benchmark within 2 points"), o.text)
+        v.benchmarks["arc_easy"] = 0.4975                                     // 2.25 points below
+        o = RunStatistics.verdict(v)
+        XCTAssertEqual(o.keepsCapability, false); XCTAssertFalse(o.passes)
+        XCTAssertTrue(o.text.contains("more than 2 points lost on arc_easy (49.8 vs 52.0)"), o.text)
+        v.benchmarks = ["arc_easy": 0.52, "piqa": 0.62]                       // a benchmark the variant lacks fails it
+        o = RunStatistics.verdict(v)
+        XCTAssertEqual(o.keepsCapability, false)
+        XCTAssertTrue(o.text.contains("gsm8k (not measured vs 0.0)"), o.text)
+    }
+
     func testSweepIntervalContainingZeroIsNoSignificantDifference() {
         var v = passing()
         v.sweepDifferenceCI = I(lower: -40, upper: 2)     // point estimate 35 below DPO, ≥ 20%, but not significant

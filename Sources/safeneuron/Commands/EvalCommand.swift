@@ -46,10 +46,10 @@ struct EvalCommand: ParsableCommand {
         set. DIR gets generations.jsonl ({prompt, response, category, verdict, tokens}), judgements.jsonl, \
         timing.json and summary.json. A killed run resumes from generations.jsonl; rerunning a finished run \
         gives the same summary.json except wall_seconds and created_at. Over-refusal uses data/harmless_eval.txt \
-        and the refusal judge. Capability: perplexity (data/perplexity.txt, windows of 512 tokens), \
-        multiple-choice acc/acc_norm (data/mc_general.jsonl) and 4-shot GSM exact match (data/gsm_mini.jsonl), \
-        all on raw text without the chat template. --suite all writes DIR/safety, DIR/overrefusal and \
-        DIR/capability.
+        and the refusal judge (--overrefusal-sources for others). Capability: perplexity (data/perplexity.txt, \
+        windows of 512 tokens) and the --benchmarks (ARC, HellaSwag, PIQA, WinoGrande, OpenBookQA: acc and \
+        acc_norm; GSM8K: greedy exact match), all on raw text without the chat template; DIR/benchmark_items.jsonl \
+        holds every scored document. --suite all writes DIR/safety, DIR/overrefusal and DIR/capability.
         """)
 
     @OptionGroup var model: ModelOptions
@@ -69,13 +69,14 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Prompts decoded together.") var batchSize = 32
     @Flag(help: "End each response once it holds a refusal phrase (its refusal-judge verdict is then settled).")
     var stopAtRefusal = false
-    @Flag(help: "Capability suite without the generated GSM-style maths (perplexity and multiple choice only).")
-    var noGsm = false
     @Option(help: "Only the first N prompts (with --benchmarks: a seeded subset of N documents per benchmark).") var limit: Int?
-    @Option(help: ArgumentHelp("Capability suite: these standard benchmarks instead of the built-in sets, scored like lm-evaluation-harness (acc, acc_norm by continuation bytes, standard errors): \(Benchmarks.names.joined(separator: ", ")).", valueName: "list"))
+    @Option(help: ArgumentHelp("Capability suite: these standard benchmarks besides perplexity, scored like lm-evaluation-harness (acc, acc_norm by continuation bytes, standard errors): \(Benchmarks.names.joined(separator: ", ")).", valueName: "list"))
     var benchmarks: String?
     @Option(help: "Few-shot examples per --benchmarks context: 0 or 5 (the OLMES request files' own).") var shots = 0
-    @Option(help: "Seed of the --limit subsets of --benchmarks.") var subsetSeed: UInt64 = 0
+    @Option(help: "A seeded random N prompts of the prompt set (and of each over-refusal source), kept in file order; the seed is --subset-seed.")
+    var sample: Int?
+    @Option(help: "Seed of the --limit subsets of --benchmarks and of --sample.") var subsetSeed: UInt64 = 0
+    @Option(help: "GSM8K: a seeded subset of N problems (default: --limit).") var gsm8kLimit: Int?
     @Option(help: "GSM8K: most new tokens per answer (default: the requests' own 512).") var generationTokens: Int?
     @Option(help: "A system message before each prompt.") var system: String?
     @Flag(help: "Safety suite: also measure the (pruned) model's perplexity on data/perplexity.txt into DIR/perplexity.json, the fluency side of an attack cell.")
@@ -87,6 +88,9 @@ struct EvalCommand: ParsableCommand {
         if maxTokens < 1 { throw ValidationError("--max-tokens must be ≥ 1") }
         if batchSize < 1 { throw ValidationError("--batch-size must be ≥ 1") }
         if let l = limit, l < 1 { throw ValidationError("--limit must be ≥ 1") }
+        if let n = sample, n < 1 { throw ValidationError("--sample must be ≥ 1") }
+        if let n = gsm8kLimit, n < 1 { throw ValidationError("--gsm8k-limit must be ≥ 1") }
+        if sample != nil && limit != nil { throw ValidationError("--sample and --limit: choose one way to shorten the prompt set") }
         if ![0, 5].contains(shots) { throw ValidationError("--shots must be 0 or 5") }
         if let b = benchmarks {
             if suite != .capability && suite != .all { throw ValidationError("--benchmarks needs --suite capability (or all)") }
@@ -151,9 +155,11 @@ struct EvalCommand: ParsableCommand {
             let all = suite == .all
             var extra: [String: SettingValue] = ["model": .string(m.displayName)]
             if let l = limit { extra["limit"] = .int(l) }
+            if let n = sample { extra["sample"] = .int(n); extra["sample_seed"] = .int(Int(subsetSeed)) }
             func safety(_ m: LanguageModel, sha: String, ablation: NeuronSet?, pruneInfo: PruneSetInfo?, judge: ResponseJudge, into dir: URL) throws {
                 var prompts = try loadPrompts(dataset, root: DataPaths.root)
                 if let l = limit { prompts = Array(prompts.prefix(l)) }
+                prompts = SeededSubset.pick(prompts, count: sample, seed: subsetSeed)
                 var extra = extra
                 extra["model"] = .string(m.displayName)
                 let cfg = SafetyEvaluator.Config(method: method ?? JudgeSpec.shortName(m.path), dataset: datasetName, generation: gen,
@@ -203,7 +209,7 @@ struct EvalCommand: ParsableCommand {
                 // Every source is read before the first generation.
                 let promptSets = try sources.map { src -> [PromptRecord] in
                     let p = try loadPrompts(src, root: DataPaths.root)
-                    return limit.map { Array(p.prefix($0)) } ?? p
+                    return SeededSubset.pick(limit.map { Array(p.prefix($0)) } ?? p, count: sample, seed: subsetSeed)
                 }
                 let rules = try JudgeSpec.refusal.make(load: { try ModelOptions(model: $0).load() }, fluencyModel: nil,
                                                        fluencyThreshold: judging.fluencyThreshold, batchSize: batchSize,
@@ -218,32 +224,32 @@ struct EvalCommand: ParsableCommand {
                     let s = try SafetyEvaluator(model: m, ablation: ablation, config: cfg).run(prompts: prompts, judge: rules, output: dir)
                     let ci = Statistics.wilson(successes: s.refused, of: s.asr.total)
                     rows.append(["source": name, "refused": s.refused, "total": s.asr.total, "rate": s.refusalRate.fraction,
-                                 "wilson95_low": ci?.lower ?? NSNull(), "wilson95_high": ci?.upper ?? NSNull(), "folder": dir.lastPathComponent])
+                                 "wilson95_low": ci?.lower ?? NSNull(), "wilson95_high": ci?.upper ?? NSNull(),
+                                 "folder": sources.count > 1 ? dir.lastPathComponent : "."])
                     Progress.note("over-refusal on \(name): \(s.refused)/\(s.asr.total) (\(String(format: "%.1f", s.refusalRate.percent))%"
                                   + (ci.map { String(format: ", Wilson 95%% %.1f–%.1f%%", $0.lower * 100, $0.upper * 100) } ?? "") + ") → \(dir.path)")
                 }
-                if sources.count > 1 {
+                do {
                     try AtomicFile.write(try JSONSerialization.data(withJSONObject: ["format": "safeneuron.overrefusal_sources/1", "method": label, "sources": rows],
                                                                     options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
                                          to: base.appendingPathComponent("overrefusal_sources.json").path)
                 }
             }
-            if (all || suite == .capability), let list = benchmarks {
+            if all || suite == .capability {
                 let dir = all ? out.appendingPathComponent("capability") : out
                 let scorer = ModelCapabilityScorer(model: m, ablation: ablation, batchSize: min(batchSize, 16))
-                var bench = BenchmarkRun(names: EvalCommand.benchmarkList(list), shots: shots, limit: limit, seed: subsetSeed)
-                bench.generationTokens = generationTokens
-                let s = try bench
-                    .run(scorer, method: label, output: dir, settings: extra, modelSHA256: sha, pruneSet: pruneInfo)
-                Progress.note("benchmarks " + (s.benchmarks ?? []).map { "\($0.benchmark) acc \(String(format: "%.4f", $0.acc)) acc_norm \(String(format: "%.4f", $0.accNorm))" }.joined(separator: ", ") + " → \(dir.path)")
-            } else if all || suite == .capability {
-                var inputs = try CapabilityEvaluator.Inputs.load(dataFolder: DataPaths.projectData)
-                if noGsm { inputs.gsm = [] }
-                let dir = all ? out.appendingPathComponent("capability") : out
-                let scorer = ModelCapabilityScorer(model: m, ablation: ablation, batchSize: min(batchSize, 16))
-                let c = try CapabilityEvaluator().run(scorer, inputs: inputs, method: label, output: dir,
-                                                      settings: extra, modelSHA256: sha, pruneSet: pruneInfo)
-                Progress.note("capability " + c.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.4g", $0.value))" }.joined(separator: ", ") + " → \(dir.path)")
+                var suite = CapabilitySuite(names: benchmarks.map(EvalCommand.benchmarkList) ?? [], shots: shots, limit: limit,
+                                            seed: subsetSeed)
+                suite.generationTokens = generationTokens
+                suite.gsm8kLimit = gsm8kLimit ?? limit
+                suite.perplexityFile = DataPaths.projectData.appendingPathComponent("perplexity.txt")
+                let s = try suite.run(scorer, method: label, output: dir, settings: extra, modelSHA256: sha, pruneSet: pruneInfo)
+                let figures = (s.benchmarks ?? []).map { b in
+                    b.benchmark == GSM8K.name ? "gsm8k exact match \(String(format: "%.4f", b.acc))"
+                        : "\(b.benchmark) acc \(String(format: "%.4f", b.acc)) acc_norm \(String(format: "%.4f", b.accNorm))"
+                }
+                Progress.note("capability: " + ([s.metrics["perplexity"].map { "perplexity \(String(format: "%.3f", $0))" }].compactMap { $0 } + figures)
+                    .joined(separator: ", ") + " → \(dir.path)")
             }
         }
     }
