@@ -67,7 +67,7 @@ public enum RunReport {
         let comparisons = RunStatistics.comparisonsVsDPO(methods: methods, order: order, ks: ks)
         let verdictOutcomes = verdicts(methods: methods, order: order, comparisons: comparisons, ks: ks)
         let results: [String: Any] = [
-            "format": "safeneuron.results/2", "model": config.model, "dataset": config.eval.dataset, "prompts": prompts,
+            "format": "safeneuron.results/3", "model": config.model, "dataset": config.eval.dataset, "prompts": prompts,
             "judge": "refusal+fluency", "fluency_threshold": config.eval.fluencyThreshold,
             "methods": methods, "settings": config.resolved, "stages": stageTimes, "wall_seconds": wallSeconds,
             "seeds": config.seeds.map { Int($0) },
