@@ -10,16 +10,9 @@ public protocol CapabilityScoring {
     func continuationLogLikelihoods(_ pairs: [(context: String, continuation: String)]) throws -> [Double]
     /// Total NLL (nats) and scored-token count of a text, in windows of at most `window` tokens.
     func textNLL(_ text: String, window: Int) throws -> (sumNLL: Double, tokens: Int)
-    /// Greedy raw-text completions.
-    func complete(_ prompts: [String], maxNewTokens: Int) throws -> [String]
-    /// Greedy raw-text completions, each ended at the first of `stopSequences` (which is cut off).
+    /// Greedy raw-text completions, each ended at the first of `stopSequences` (which is cut off; none: the
+    /// whole budget or the model's end of text).
     func complete(_ prompts: [String], maxNewTokens: Int, stopSequences: [String]) throws -> [String]
-}
-
-public extension CapabilityScoring {
-    func complete(_ prompts: [String], maxNewTokens: Int, stopSequences: [String]) throws -> [String] {
-        try complete(prompts, maxNewTokens: maxNewTokens).map { GSM8K.truncate($0, at: stopSequences) }
-    }
 }
 
 /// `CapabilityScoring` on a `LanguageModel` (optionally under ablation).
@@ -94,16 +87,6 @@ public struct ModelCapabilityScorer: CapabilityScoring {
                 return stops.contains { text.contains($0) }
             })
             for (k, i) in batch.enumerated() { out[i] = GSM8K.truncate(model.decodeCompletion(gen[k]), at: stops) }
-        }
-        return out
-    }
-
-    public func complete(_ prompts: [String], maxNewTokens: Int) throws -> [String] {
-        let enc = prompts.map { model.tokenizer.encode($0, addSpecialTokens: false) }
-        var out = [String](repeating: "", count: prompts.count)
-        for batch in GenerationPlan.batches(lengths: enc.map(\.count), batchSize: batchSize) {
-            let gen = try model.generate(prompts: batch.map { enc[$0] }, maxNewTokens: maxNewTokens, sampling: .greedy, ablation: ablation)
-            for (k, i) in batch.enumerated() { out[i] = model.decodeCompletion(gen[k]) }
         }
         return out
     }

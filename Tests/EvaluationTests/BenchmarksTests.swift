@@ -6,9 +6,7 @@ import XCTest
 /// hand-written request files (the real files are checked against PyTorch by scripts/reference/check_benchmarks.py).
 final class BenchmarksTests: XCTestCase {
     func write(_ lines: [String]) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString.prefix(8)).jsonl").path
-        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
-        return path
+        try TestPaths.write(lines.joined(separator: "\n"), "requests.jsonl", in: TestPaths.tempDir()).path
     }
 
     func row(doc: Int, idx: Int, label: Int, context: String, continuation: String, query: String? = nil, native: String = "\"q\"") -> String {
@@ -108,7 +106,7 @@ final class BenchmarksTests: XCTestCase {
             pairs.map { -Double($0.continuation.count) }
         }
         func textNLL(_ text: String, window: Int) throws -> (sumNLL: Double, tokens: Int) { (0, 0) }
-        func complete(_ prompts: [String], maxNewTokens: Int) throws -> [String] { prompts.map { _ in "" } }
+        func complete(_ prompts: [String], maxNewTokens: Int, stopSequences: [String]) throws -> [String] { prompts.map { _ in "" } }
     }
 
     func testRunWritesSummaryAndPerItemFile() throws {

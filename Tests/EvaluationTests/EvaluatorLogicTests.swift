@@ -81,7 +81,7 @@ private struct FixedNLLScorer: CapabilityScoring {
         XCTFail("no benchmark was asked for"); return []
     }
     func textNLL(_ text: String, window: Int) throws -> (sumNLL: Double, tokens: Int) { nll }
-    func complete(_ prompts: [String], maxNewTokens: Int) throws -> [String] { XCTFail("no generation was asked for"); return [] }
+    func complete(_ prompts: [String], maxNewTokens: Int, stopSequences: [String]) throws -> [String] { XCTFail("no generation was asked for"); return [] }
 }
 
 final class CapabilitySuiteTests: XCTestCase {

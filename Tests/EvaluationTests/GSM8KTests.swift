@@ -6,9 +6,7 @@ import XCTest
 /// problem against transformers by scripts/reference/check_gsm8k.py).
 final class GSM8KTests: XCTestCase {
     func write(_ lines: [String]) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("gsm-\(UUID().uuidString.prefix(8)).jsonl").path
-        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
-        return path
+        try TestPaths.write(lines.joined(separator: "\n"), "requests.jsonl", in: TestPaths.tempDir()).path
     }
 
     func row(_ doc: Int, question: String, answer: String, stops: String = #"["Question:", "\n\n"]"#) -> String {
@@ -51,8 +49,9 @@ final class GSM8KTests: XCTestCase {
     struct EchoScorer: CapabilityScoring {
         func continuationLogLikelihoods(_ pairs: [(context: String, continuation: String)]) throws -> [Double] { [] }
         func textNLL(_ text: String, window: Int) throws -> (sumNLL: Double, tokens: Int) { (0, 0) }
-        func complete(_ prompts: [String], maxNewTokens: Int) throws -> [String] {
-            prompts.map { p in " So the answer is \(Int(GSM8K.extract(p.components(separatedBy: "Question:").last!)!)! + 1).\n\nQuestion: 0" }
+        func complete(_ prompts: [String], maxNewTokens: Int, stopSequences: [String]) throws -> [String] {
+            prompts.map { p in GSM8K.truncate(" So the answer is \(Int(GSM8K.extract(p.components(separatedBy: "Question:").last!)!)! + 1).\n\nQuestion: 0",
+                                              at: stopSequences) }
         }
     }
 
