@@ -80,24 +80,27 @@ class _StepRecorder(TrainerCallback):
             f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
+def refuse_unsupported(zero_stage, train_only, fsdp):
+    if zero_stage == 3:
+        raise ValueError(
+            "DeepSpeed ZeRO-3 is not supported by safeneuron_trl: ZeRO-3 partitions every parameter, and the "
+            "neuron freeze needs whole gate_proj rows and down_proj columns to mask and restore. Use ZeRO-2 "
+            "(zero_stage: 2 in the accelerate/DeepSpeed config) or plain DDP.")
+    if zero_stage is not None and train_only:
+        raise ValueError(
+            "--train-only-neurons (SN-Tune) is not supported under DeepSpeed: its frozen complement is nearly all "
+            "of every MLP tensor, too large to restore after each step. Run SN-Tune with plain DDP (it trains "
+            "only the MLP tensors, so it fits without ZeRO).")
+    if fsdp:
+        raise ValueError("FSDP is not supported by safeneuron_trl; use DDP or DeepSpeed ZeRO-2.")
+
+
 class SafeNeuronDPOTrainer(DPOTrainer):
     def __init__(self, *, model, args, train_dataset, processing_class, per_layer, train_only, schedule,
                  reference_ablated, optimizer_kind, rpo_alpha, ablated_rpo_alpha, data_seed, metrics_path,
                  adam_betas=(0.9, 0.999), adam_epsilon=1e-8):
         plugin = args.deepspeed_plugin
-        self.zero_stage = plugin.zero_stage if plugin is not None else None
-        if self.zero_stage == 3:
-            raise ValueError(
-                "DeepSpeed ZeRO-3 is not supported by safeneuron_trl: ZeRO-3 partitions every parameter, and the "
-                "neuron freeze needs whole gate_proj rows and down_proj columns to mask and restore. Use ZeRO-2 "
-                "(zero_stage: 2 in the accelerate/DeepSpeed config) or plain DDP.")
-        if self.zero_stage is not None and train_only:
-            raise ValueError(
-                "--train-only-neurons (SN-Tune) is not supported under DeepSpeed: its frozen complement is nearly all "
-                "of every MLP tensor, too large to restore after each step. Run SN-Tune with plain DDP (it trains "
-                "only the MLP tensors, so it fits without ZeRO).")
-        if getattr(args, "fsdp", None):
-            raise ValueError("FSDP is not supported by safeneuron_trl; use DDP or DeepSpeed ZeRO-2.")
+        refuse_unsupported(plugin.zero_stage if plugin is not None else None, train_only, getattr(args, "fsdp", None))
         self.schedule = schedule if per_layer is not None and not train_only else None
         self.ablation = NeuronAblation(model, per_layer) if self.schedule is not None else None
         self.reference_states = ["intact"]
@@ -119,8 +122,11 @@ class SafeNeuronDPOTrainer(DPOTrainer):
                                              else processing_class.eos_token_id)
         super().__init__(model=model, args=args, train_dataset=train_dataset, processing_class=processing_class,
                          data_collator=collator)
-        if self.zero_stage is not None and self.slices:
-            self.slice_restorer = DeepSpeedSliceRestorer(self.slices)
+        if self.is_deepspeed_enabled:
+            # An accelerate config can enable DeepSpeed without args.deepspeed_plugin; check what was built.
+            refuse_unsupported(self.accelerator.state.deepspeed_plugin.zero_stage, train_only, None)
+            if self.slices:
+                self.slice_restorer = DeepSpeedSliceRestorer(self.slices)
         self.add_callback(_StepRecorder(self, metrics_path))
 
     # Dataset: tokenised and truncated by the bridge already.
