@@ -55,6 +55,9 @@ public struct TrainerConfig: Codable, Sendable, Equatable {
     /// the model barely fluent, and then the chosen NLL of those steps is mostly about fluency, not safety.
     public var ablatedRPOAlpha: Double? = nil
     public var recomputeLayers = true
+    /// AdamW moment storage; nil (the default, and every checkpoint written before bf16 moments existed) is f32.
+    public var moments: MomentFormat? = nil
+    public var momentFormat: MomentFormat { moments ?? .f32 }
     public init() {}
 }
 
@@ -153,7 +156,8 @@ public final class DPOTrainer {
         grads = ModelGradients(config: c)
         let mask = neurons.map { ParameterMask(config: c, neurons: $0, mode: config.maskMode) }
         optimizer = Optimizer(kind: config.optimizer, config: c, mask: mask, weightDecay: config.weightDecay,
-                              beta1: config.adamBeta1, beta2: config.adamBeta2, eps: config.adamEpsilon)
+                              beta1: config.adamBeta1, beta2: config.adamBeta2, eps: config.adamEpsilon,
+                              momentFormat: config.momentFormat, roundingSeed: config.seed)
         let perStep = config.batchSize * config.gradientAccumulationSteps
         stepsPerEpoch = max(1, (ps.count + perStep - 1) / perStep)
         totalSteps = config.maxSteps ?? stepsPerEpoch * config.epochs
@@ -277,8 +281,10 @@ public final class DPOTrainer {
 
     // MARK: Checkpoints
 
-    var checkpointTensors: [(String, Tensor)] {
-        weights.namedParameters.map { ("weights/\($0.0)", $0.1) } + optimizer.stateTensors
+    var checkpointTensors: [CheckpointTensor] {
+        let params = weights.namedParameters
+        return params.map { CheckpointTensor(name: "weights/\($0.0)", tensor: $0.1) }
+            + optimizer.stateEntries(parameterNames: params.map(\.0))
     }
 
     /// Writes weights, optimizer moments, step, RNG state, data order and reference log-probs (atomically).

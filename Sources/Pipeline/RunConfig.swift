@@ -44,6 +44,8 @@ public struct RunConfig {
         /// What `frozenTopK` ranks by: "d" (Cohen's d) or "attribution" (the attribution attacker's ranking, with its
         /// utility set difference `eval.exclude_utility[0]`), re-identified each round.
         public var frozenScore: String = "d"
+        /// Which trainer runs the align stages: "swift" (this binary) or "trl" (TRL through python/safeneuron_trl).
+        public var trainer: String = "swift"
     }
     public struct Eval: Sendable {
         public var dataset: String, maxTokens: Int, batchSize: Int, limit: Int?, topk: [Int]
@@ -177,7 +179,11 @@ public struct RunConfig {
                       epochs: try t.int("epochs", min: 1), batchSize: try t.int("batch_size", min: 1),
                       maxLength: try t.int("max_length", min: 8), maxGradNorm: try t.double("max_grad_norm"),
                       dropoutP: try t.double("dropout_p"), saveEvery: try t.int("save_every", min: 1),
-                      frozenTopK: try t.int("frozen_top_k", min: 0), frozenScore: try t.optionalString("frozen_score") ?? "d")
+                      frozenTopK: try t.int("frozen_top_k", min: 0), frozenScore: try t.optionalString("frozen_score") ?? "d",
+                      trainer: try t.optionalString("trainer") ?? "swift")
+        guard ["swift", "trl"].contains(train.trainer) else {
+            throw RuntimeError.badFile(path: source, reason: "train.trainer: '\(train.trainer)' is not swift or trl")
+        }
         guard ["d", "attribution"].contains(train.frozenScore) else {
             throw RuntimeError.badFile(path: source, reason: "train.frozen_score: '\(train.frozenScore)' is not d or attribution")
         }

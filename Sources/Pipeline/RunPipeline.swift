@@ -250,7 +250,7 @@ public final class RunPipeline {
                  "--warmup-steps", "\(c.train.warmupSteps)", "--epochs", "\(c.train.epochs)", "--batch-size", "\(c.train.batchSize)",
                  "--max-length", "\(c.train.maxLength)", "--max-grad-norm", "\(c.train.maxGradNorm)", "--seed", "\(seed)",
                  "--save-every", "\(c.train.saveEvery)", "--resume", "--reference-cache", path("reference-cache")]
-                 + (c.keepCheckpoints ? ["--keep-checkpoint"] : []) + extra)
+                 + (c.keepCheckpoints ? ["--keep-checkpoint"] : []) + (c.train.trainer == "trl" ? ["--trainer", "trl"] : []) + extra)
         }
         switch method {
         case "dpo":

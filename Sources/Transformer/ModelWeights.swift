@@ -115,6 +115,24 @@ public final class ModelWeights: @unchecked Sendable {
 
     public var parameterCount: Int { namedParameters.reduce(0) { $0 + $1.1.count } }
 
+    /// (HF name, shape) of every parameter `ModelWeights(config: c)` would hold, in `namedParameters` order,
+    /// without allocating any of them: for optimizer state and memory plans of models too large to build twice.
+    public static func parameterShapes(_ c: ModelConfig) -> [(name: String, shape: [Int])] {
+        let names = c.architecture.tensorNames
+        var out: [(name: String, shape: [Int])] = [(names.embedding.hf, [c.vocabSize, c.hiddenSize])]
+        for i in 0..<c.numHiddenLayers {
+            for e in names.layer { if let s = shape(of: e.role, c) { out.append(("model.layers.\(i).\(e.hf)", s)) } }
+        }
+        out.append((names.finalNorm.hf, [c.hiddenSize]))
+        if !c.tieWordEmbeddings { out.append((names.lmHead.hf, [c.vocabSize, c.hiddenSize])) }
+        return out
+    }
+
+    /// Number of parameter elements under `c` (tied embeddings counted once).
+    public static func parameterCount(_ c: ModelConfig) -> Int {
+        parameterShapes(c).reduce(0) { $0 + $1.shape.reduce(1, *) }
+    }
+
     /// The shape a parameter of role `role` has under `c`, nil when the recipe has no such parameter.
     public static func shape(of role: LayerParameter, _ c: ModelConfig) -> [Int]? {
         let H = c.hiddenSize, I = c.intermediateSize

@@ -85,7 +85,8 @@ final class AlignmentTests: XCTestCase {
             XCTAssertTrue(frozenBitsUnchanged(orig, w, ns), "\(kind) changed a frozen slice")
             if kind == .adamw {   // frozen slices also have untouched (zero) moments
                 let l = ns.pairs[0].layer, j = ns.pairs[0].neuron, H = w.config.hiddenSize
-                let m = opt.stateTensors.first { $0.0 == "adam.m/model.layers.\(l).mlp.gate_proj.weight" }!.1
+                let index = w.namedParameters.firstIndex { $0.0 == "model.layers.\(l).mlp.gate_proj.weight" }!
+                let m = opt.moment(0, parameter: index)!
                 XCTAssertTrue((0..<H).allSatisfy { m[j * H + $0] == 0 })
                 XCTAssertTrue((0..<H).contains { m[(j == 0 ? 2 : 0) * H + $0] != 0 })
             }

@@ -64,6 +64,16 @@ struct AlignCommand: ParsableCommand {
     @Flag(help: "Keep OUTPUT.checkpoint/ after the model folder is written and verified.") var keepCheckpoint = false
     @Option(help: "A folder of reference log-probs shared between runs: one file per (model, pairs, max length, batch size, reference state), so runs on the same data skip the reference pass.")
     var referenceCache: String?
+    @Option(help: "AdamW moment storage: f32 (PyTorch's AdamW exactly), bf16 (stochastic rounding, half the state), or auto (f32 when the memory plan fits, else bf16).")
+    var moments: MomentChoice = .auto
+    @Option(help: "Memory budget in GiB (default: 90% of this machine's memory). The run plans moments and layer recomputation to fit it, prints the plan, and refuses to start when nothing fits.")
+    var memoryBudget: Double?
+
+    @Option(help: "Which trainer runs the steps: swift (this binary, CPU) or trl (TRL's DPOTrainer through python/safeneuron_trl, for GPUs; needs torch, transformers, trl). Same freeze, ablation, seed and loss; Swift-only flags (--moments, --memory-budget, --save-every, --reference-cache) do not apply to trl.")
+    var trainer: TrainerChoice = .swift
+
+    enum MomentChoice: String, ExpressibleByArgument, CaseIterable { case auto, f32, bf16 }
+    enum TrainerChoice: String, ExpressibleByArgument, CaseIterable { case swift, trl }
 
     /// Every setting that determines the result; a resumed run must match it exactly.
     func settings(modelPath: String) -> [String: Any] {
@@ -137,22 +147,25 @@ struct AlignCommand: ParsableCommand {
     func run() throws {
         try runReporting {
             var config = try trainerConfig()
+            if trainer == .trl { try TRLTrainer.run(self); return }
             let m = try model.load()
             let set = try neurons.map { try loadNeuronSet($0, set: neuronSet.rawValue, config: m.config) }
             let examples = try Self.readPairs(pairs, model: m)
             // Keeping every layer's activations saves the recompute forward (a quarter of the GEMM work)
             // when the largest micro-batch's activations fit a modest budget; the results are identical.
-            let c = m.config
-            let longest = examples.map { min(config.maxLength ?? .max, $0.chosenIds.count) + min(config.maxLength ?? .max, $0.rejectedIds.count) }
-                .sorted(by: >).prefix(config.batchSize).reduce(0, +)
-            let activationBytes = TrainingModel.keptActivationBytes(tokens: longest, config: c)
-            config.recomputeLayers = activationBytes > 3 << 30
-            Progress.note("activations kept for backward: \(activationBytes >> 20) MiB\(config.recomputeLayers ? " > 3 GiB, recomputing layers in backward" : "")")
+            let plan = try memoryPlan(config: config, examples: examples, model: m.config)
+            config.recomputeLayers = plan.recomputeLayers
+            config.moments = plan.moments == .f32 ? nil : plan.moments
+            Progress.note(String(format: "memory plan (budget %.1f GiB): %@ moments, %@\n", Double(budgetBytes) / Double(1 << 30),
+                                 plan.moments.rawValue, plan.recomputeLayers ? "layers recomputed in backward" : "activations kept for backward")
+                          + plan.summary)
 
             let outURL = URL(fileURLWithPath: output)
             let ckpt = outURL.deletingLastPathComponent().appendingPathComponent(outURL.lastPathComponent + ".checkpoint")
             let fm = FileManager.default
-            let settingsObj = settings(modelPath: model.path)
+            var settingsObj = settings(modelPath: model.path)
+            // Only a non-default format is recorded, so runs from before bf16 moments still resume.
+            if config.momentFormat != .f32 { settingsObj["moments"] = config.momentFormat.rawValue }
             let settingsData = try JSONSerialization.data(withJSONObject: settingsObj, options: [.sortedKeys, .withoutEscapingSlashes])
             let argsPath = ckpt.appendingPathComponent("settings.json").path
             if resume, !fm.fileExists(atPath: ckpt.path), try Self.finishedEarlier(output, settings: settingsObj) {
@@ -170,95 +183,105 @@ struct AlignCommand: ParsableCommand {
             try fm.createDirectory(at: ckpt, withIntermediateDirectories: true)
             try AtomicFile.write(settingsData, to: argsPath)
 
-            let trainer = try DPOTrainer(weights: m.weights, examples: examples, neurons: set, config: config)
-            let manifest = ckpt.appendingPathComponent("state/manifest.json").path
-            let refPath = ckpt.appendingPathComponent("reference_logps.json").path
-            var lastGood: String? = nil
-            if resume && fm.fileExists(atPath: manifest) {
-                try trainer.resume(ckpt.appendingPathComponent("state"))
-                lastGood = ckpt.appendingPathComponent("state").path
-                Progress.note("resumed from \(ckpt.path) at step \(trainer.step)/\(trainer.totalSteps)")
-            } else if resume, let d = fm.contents(atPath: refPath),
-                      let obj = try? JSONDecoder().decode([String: [[Double]]].self, from: d),
-                      let c = obj["chosen"], let r = obj["rejected"] {
-                try trainer.setReferenceLogProbs(chosen: c, rejected: r)
-                Progress.note("using the cached reference log-probs in \(refPath)")
-            }
-            if trainer.referenceLogProbs.chosen.isEmpty {
-                let t0 = Date()
-                let shared = try referenceCache.map { try sharedReferenceFiles(folder: $0, modelPath: m.path, examples: examples, states: trainer.referenceStates.count) } ?? []
-                var known: [Int: (chosen: [Double], rejected: [Double])] = [:]
-                for (state, file) in shared.enumerated() {
-                    if let d = fm.contents(atPath: file), let obj = try? JSONDecoder().decode([String: [Double]].self, from: d),
-                       let c = obj["chosen"], let r = obj["rejected"] {
-                        known[state] = (c, r)
-                        Progress.note("reference log-probs of state \(state) from \(file)")
-                    }
-                }
-                try trainer.computeReferenceLogProbs(known: known)
-                let ref = trainer.referenceLogProbs
-                for (state, file) in shared.enumerated() where known[state] == nil {
-                    try fm.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                    try AtomicFile.write(try JSONEncoder().encode(["chosen": ref.chosen[state], "rejected": ref.rejected[state]]), to: file)
-                }
-                try AtomicFile.write(try JSONEncoder().encode(["chosen": ref.chosen, "rejected": ref.rejected]), to: refPath)
-                Progress.note("reference log-probs of \(examples.count) pairs × \(ref.chosen.count) state(s) in \(String(format: "%.1f", Date().timeIntervalSince(t0)))s")
-            }
-
-            // Metrics past the checkpoint's step are regenerated by the resumed run.
+            // The trainer (gradients, moments, activations) is dropped before the export and its read-back, which
+            // need memory of their own; `finished` keeps what the summary needs.
+            var holder: DPOTrainer? = try DPOTrainer(weights: m.weights, examples: examples, neurons: set, config: config)
             let metricsPath = ckpt.appendingPathComponent("metrics.jsonl").path
-            var kept: [Any] = []
-            if fm.fileExists(atPath: metricsPath) {
-                kept = try JSONLines.readObjects(metricsPath, tolerateTornTail: true).filter { ($0["step"] as? Int ?? .max) <= trainer.step }
-            }
-            try JSONLines.write(kept, to: metricsPath)
-            let appender = try JSONLAppender(path: metricsPath)
+            var finished = (totalSteps: 0, stepsPerEpoch: 0, referenceStates: 0)
+            do {
+                let trainer = holder!
+                let manifest = ckpt.appendingPathComponent("state/manifest.json").path
+                let refPath = ckpt.appendingPathComponent("reference_logps.json").path
+                var lastGood: String? = nil
+                if resume && fm.fileExists(atPath: manifest) {
+                    try trainer.resume(ckpt.appendingPathComponent("state"))
+                    lastGood = ckpt.appendingPathComponent("state").path
+                    Progress.note("resumed from \(ckpt.path) at step \(trainer.step)/\(trainer.totalSteps)")
+                } else if resume, let d = fm.contents(atPath: refPath),
+                          let obj = try? JSONDecoder().decode([String: [[Double]]].self, from: d),
+                          let c = obj["chosen"], let r = obj["rejected"] {
+                    try trainer.setReferenceLogProbs(chosen: c, rejected: r)
+                    Progress.note("using the cached reference log-probs in \(refPath)")
+                }
+                if trainer.referenceLogProbs.chosen.isEmpty {
+                    let t0 = Date()
+                    let shared = try referenceCache.map { try sharedReferenceFiles(folder: $0, modelPath: m.path, examples: examples, states: trainer.referenceStates.count) } ?? []
+                    var known: [Int: (chosen: [Double], rejected: [Double])] = [:]
+                    for (state, file) in shared.enumerated() {
+                        if let d = fm.contents(atPath: file), let obj = try? JSONDecoder().decode([String: [Double]].self, from: d),
+                           let c = obj["chosen"], let r = obj["rejected"] {
+                            known[state] = (c, r)
+                            Progress.note("reference log-probs of state \(state) from \(file)")
+                        }
+                    }
+                    try trainer.computeReferenceLogProbs(known: known)
+                    let ref = trainer.referenceLogProbs
+                    for (state, file) in shared.enumerated() where known[state] == nil {
+                        try fm.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                        try AtomicFile.write(try JSONEncoder().encode(["chosen": ref.chosen[state], "rejected": ref.rejected[state]]), to: file)
+                    }
+                    try AtomicFile.write(try JSONEncoder().encode(["chosen": ref.chosen, "rejected": ref.rejected]), to: refPath)
+                    Progress.note("reference log-probs of \(examples.count) pairs × \(ref.chosen.count) state(s) in \(String(format: "%.1f", Date().timeIntervalSince(t0)))s")
+                }
 
-            let progress = Progress("align", total: max(1, trainer.totalSteps - trainer.step))
-            while !trainer.isFinished {
-                let t0 = Date()
-                var sm = try trainer.trainStep()
-                let dt = Date().timeIntervalSince(t0)
-                let tps = Double(trainer.lastStepTokens) / max(dt, 1e-9)
-                sm.values["tokens_per_second"] = tps
-                if config.dpo.rpoAlpha == nil { sm.values["nll_loss"] = nil }
-                try appender.append(try JSONSerialization.jsonObject(with: Data(sm.jsonLine.utf8)))
-                if sm.skipped {
-                    Progress.note("step \(sm.step): non-finite loss or gradient, update skipped")
-                    if trainer.consecutiveSkips >= 3 {
-                        throw TrainingNumericalError(
-                            reason: "\(trainer.consecutiveSkips) consecutive steps up to step \(sm.step) had a non-finite loss or gradient",
-                            checkpoint: lastGood)
+                // Metrics past the checkpoint's step are regenerated by the resumed run.
+                var kept: [Any] = []
+                if fm.fileExists(atPath: metricsPath) {
+                    kept = try JSONLines.readObjects(metricsPath, tolerateTornTail: true).filter { ($0["step"] as? Int ?? .max) <= trainer.step }
+                }
+                try JSONLines.write(kept, to: metricsPath)
+                let appender = try JSONLAppender(path: metricsPath)
+
+                let progress = Progress("align", total: max(1, trainer.totalSteps - trainer.step))
+                while !trainer.isFinished {
+                    let t0 = Date()
+                    var sm = try trainer.trainStep()
+                    let dt = Date().timeIntervalSince(t0)
+                    let tps = Double(trainer.lastStepTokens) / max(dt, 1e-9)
+                    sm.values["tokens_per_second"] = tps
+                    if config.dpo.rpoAlpha == nil { sm.values["nll_loss"] = nil }
+                    try appender.append(try JSONSerialization.jsonObject(with: Data(sm.jsonLine.utf8)))
+                    if sm.skipped {
+                        Progress.note("step \(sm.step): non-finite loss or gradient, update skipped")
+                        if trainer.consecutiveSkips >= 3 {
+                            throw TrainingNumericalError(
+                                reason: "\(trainer.consecutiveSkips) consecutive steps up to step \(sm.step) had a non-finite loss or gradient",
+                                checkpoint: lastGood)
+                        }
+                    }
+                    progress.advance(unit: "step", fields: [
+                        ("step", "\(sm.step)/\(trainer.totalSteps)"),
+                        ("loss", String(format: "%.4f", sm.values["loss"] ?? .nan)),
+                        ("acc", String(format: "%.2f", sm.values["rewards/accuracies"] ?? .nan)),
+                        ("tok/s", String(format: "%.0f", tps)),
+                    ], force: sm.step == trainer.totalSteps)
+                    // A skipped step leaves weights and moments untouched, so saving after it is still a good state.
+                    if trainer.isFinished || (saveEvery > 0 && sm.step % saveEvery == 0) {
+                        try checkFinite(m.weights, lastGood)
+                        try trainer.save(ckpt.appendingPathComponent("state"))
+                        lastGood = ckpt.appendingPathComponent("state").path
                     }
                 }
-                progress.advance(unit: "step", fields: [
-                    ("step", "\(sm.step)/\(trainer.totalSteps)"),
-                    ("loss", String(format: "%.4f", sm.values["loss"] ?? .nan)),
-                    ("acc", String(format: "%.2f", sm.values["rewards/accuracies"] ?? .nan)),
-                    ("tok/s", String(format: "%.0f", tps)),
-                ], force: sm.step == trainer.totalSteps)
-                // A skipped step leaves weights and moments untouched, so saving after it is still a good state.
-                if trainer.isFinished || (saveEvery > 0 && sm.step % saveEvery == 0) {
-                    try checkFinite(m.weights, lastGood)
-                    try trainer.save(ckpt.appendingPathComponent("state"))
-                    lastGood = ckpt.appendingPathComponent("state").path
-                }
+                progress.finish()
+                try checkFinite(m.weights, lastGood)
+                finished = (trainer.totalSteps, trainer.stepsPerEpoch, trainer.referenceLogProbs.chosen.count)
             }
-            progress.finish()
-            try checkFinite(m.weights, lastGood)
+            holder = nil
 
             var args = settingsObj
             args["command_line"] = CommandLine.arguments
             args["resumed"] = resume
-            args["total_steps"] = trainer.totalSteps
-            args["steps_per_epoch"] = trainer.stepsPerEpoch
+            args["total_steps"] = finished.totalSteps
+            args["steps_per_epoch"] = finished.stepsPerEpoch
             args["num_pairs"] = examples.count
             args["neuron_count"] = set?.count ?? 0
             args["mask_mode"] = config.maskMode.rawValue
-            args["reference_states"] = trainer.referenceLogProbs.chosen.count
+            args["reference_states"] = finished.referenceStates
             args["save_every"] = saveEvery
             args["adam_beta1"] = config.adamBeta1; args["adam_beta2"] = config.adamBeta2; args["adam_epsilon"] = config.adamEpsilon
             args["recompute_layers"] = config.recomputeLayers
+            args["moments"] = config.momentFormat.rawValue
+            args["memory_plan"] = plan.json
             let argsData = try JSONSerialization.data(withJSONObject: args, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             let metrics = fm.contents(atPath: metricsPath) ?? Data()
             try m.exportHF(to: output, dtype: .f32, weights: m.weights,
@@ -271,6 +294,41 @@ struct AlignCommand: ParsableCommand {
                 Progress.note("wrote \(output), read back bit-identical; removed \(ckpt.path)")
             }
         }
+    }
+
+    /// The memory budget in bytes: --memory-budget, else 90% of MemTotal.
+    var budgetBytes: Int {
+        if let memoryBudget { return Int(memoryBudget * Double(1 << 30)) }
+        return Int(Double(Self.physicalMemoryBytes()) * 0.9)
+    }
+
+    static func physicalMemoryBytes() -> Int {
+        if let s = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+           let line = s.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
+           let kb = Int(line.split(separator: " ").dropFirst().first ?? "") { return kb * 1024 }
+        return Int(ProcessInfo.processInfo.physicalMemory)
+    }
+
+    /// Plans moments and recomputation for the largest micro-batch of these pairs. Kept activations are used only
+    /// up to 3 GiB even when more would fit: past that the recompute forward costs less than the memory traffic.
+    func memoryPlan(config: TrainerConfig, examples: [PreferenceExample], model c: ModelConfig) throws -> TrainingMemoryPlan {
+        guard budgetBytes > 0 else { throw RuntimeError.invalidArgument("--memory-budget must be positive") }
+        let cap = config.maxLength ?? .max
+        let sized = examples.map { e -> (tokens: Int, rows: Int) in
+            let chosen = min(cap, e.chosenIds.count), rejected = min(cap, e.rejectedIds.count)
+            let rows = min(chosen - 1, e.chosenIds.count - e.promptIds.count) + min(rejected - 1, e.rejectedIds.count - e.promptIds.count)
+            return (chosen + rejected, max(2, rows))
+        }.sorted { $0.tokens > $1.tokens }.prefix(config.batchSize)
+        let tokens = sized.reduce(0) { $0 + $1.tokens }, rows = sized.reduce(0) { $0 + $1.rows }
+        let fixed: MomentFormat? = moments == .auto ? nil : (moments == .f32 ? .f32 : .bf16)
+        let keepFits = TrainingModel.keptActivationBytes(tokens: tokens, config: c) <= 3 << 30
+        var plan = try TrainingMemoryPlan.choose(budgetBytes: budgetBytes, config: c, optimizer: config.optimizer,
+                                                 moments: fixed, tokens: tokens, completionRows: rows)
+        if !plan.recomputeLayers && !keepFits {
+            plan = TrainingMemoryPlan.estimate(config: c, optimizer: config.optimizer, moments: plan.moments,
+                                               recomputeLayers: true, tokens: tokens, completionRows: rows)
+        }
+        return plan
     }
 
     /// Reads and tokenises the pairs; every error names file:line.

@@ -29,15 +29,32 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Comma-separated workloads to run (default: all). Names: \(BenchWorkloads.all.joined(separator: ", ")).")
     var only: String?
     @Option(help: .hidden) var workload: String?
+    @Option(help: "Measure a real model's size with seeded random weights instead of --model: \(ReferenceShapes.names.joined(separator: "|")). Workloads: \(BenchWorkloads.shapeWorkloads.joined(separator: ", ")).")
+    var shape: String?
+    @Option(help: "With --shape: DPO steps to time in shape_train (every step timed; frozen slices checked after the last).")
+    var steps: Int?
+    @Option(help: "With --shape: AdamW moments for shape_train (default: the memory plan's choice).")
+    var moments: MomentFormat?
+    @Option(help: "With --shape: memory budget in GiB for shape_train's plan (default: 90% of this machine's memory).")
+    var memoryBudget: Double?
+
+    var known: [String] { shape == nil ? BenchWorkloads.all : BenchWorkloads.shapeWorkloads }
 
     func validate() throws {
-        if let w = workload, !BenchWorkloads.all.contains(w) { throw ValidationError("unknown workload \(w)") }
-        for n in selected where !BenchWorkloads.all.contains(n) {
-            throw ValidationError("unknown workload \(n); known: \(BenchWorkloads.all.joined(separator: ", "))")
+        if let shape, !ReferenceShapes.names.contains(shape) {
+            throw ValidationError("unknown --shape \(shape); known: \(ReferenceShapes.names.joined(separator: ", "))")
+        }
+        if shape != nil, model.model != nil { throw ValidationError("--shape builds its own model; leave out --model") }
+        if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if let memoryBudget, !(memoryBudget > 0) { throw ValidationError("--memory-budget must be positive") }
+        if let w = workload, !known.contains(w) { throw ValidationError("unknown workload \(w)") }
+        for n in selected where !known.contains(n) {
+            throw ValidationError("unknown workload \(n); known: \(known.joined(separator: ", "))")
         }
     }
 
     var selected: [String] {
+        if shape != nil { return only.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } } ?? BenchWorkloads.shapeWorkloads }
         // decode_accuracy measures no speed (and takes minutes): only on request.
         guard let only else { return BenchWorkloads.all.filter { $0 != "decode_accuracy" && (quick ? $0 != "train_8x512" : true) } }
         return only.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
@@ -46,13 +63,20 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         try runReporting {
             if let workload {
-                var record = try BenchWorkloads(modelPath: model.path, quick: quick).run(workload)
+                let runner = BenchWorkloads(modelPath: shape == nil ? model.path : "", quick: quick, trainSteps: steps,
+                                            momentChoice: moments, memoryBudgetBytes: budgetBytes)
+                var record = try shape.map { try runner.runShape(workload, shape: $0) } ?? runner.run(workload)
                 record["peak_rss_mib"] = BenchWorkloads.peakResidentMiB()
                 try printJSON(record)
                 return
             }
             try runAll()
         }
+    }
+
+    var budgetBytes: Int {
+        if let memoryBudget { return Int(memoryBudget * Double(1 << 30)) }
+        return Int(Double(AlignCommand.physicalMemoryBytes()) * 0.9)
     }
 
     private func runAll() throws {
@@ -66,6 +90,10 @@ struct BenchCommand: ParsableCommand {
             var args = ["bench", "--workload", name]
             if let m = model.model { args += ["--model", m] }
             if quick { args.append("--quick") }
+            if let shape { args += ["--shape", shape] }
+            if let steps { args += ["--steps", "\(steps)"] }
+            if let moments { args += ["--moments", moments.rawValue] }
+            if let memoryBudget { args += ["--memory-budget", "\(memoryBudget)"] }
             let p = Process()
             p.executableURL = URL(fileURLWithPath: exe)
             p.arguments = args
@@ -133,6 +161,9 @@ struct BenchWorkloads {
 
     let modelPath: String
     let quick: Bool
+    var trainSteps: Int? = nil
+    var momentChoice: MomentFormat? = nil
+    var memoryBudgetBytes: Int = 0
 
     static func peakResidentMiB() -> Double {
         guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),

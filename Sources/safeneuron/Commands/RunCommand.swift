@@ -28,6 +28,8 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "The paper's settings: 3 epochs, lr 5e-6, β 0.1, 3 rounds.") var full = false
     @Flag(help: "Keep every training's checkpoint (1.6 GB each on the default model) after its model folder is verified.")
     var keepCheckpoints = false
+    @Option(help: "Trainer of the align stages: swift (this binary) or trl (TRL's DPOTrainer through python/safeneuron_trl, for GPUs; torch, transformers and trl must be installed). Identification, attacks, evaluation and the report stay here.")
+    var trainer: AlignCommand.TrainerChoice?
 
     func run() throws {
         try runReporting {
@@ -38,6 +40,7 @@ struct RunCommand: ParsableCommand {
             if let rounds { overrides["rounds"] = rounds }
             if let limit { overrides["eval.limit"] = limit }
             if keepCheckpoints { overrides["keep_checkpoints"] = true }
+            if let trainer { overrides["train.trainer"] = trainer.rawValue }
             if let seeds {
                 let list = seeds.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                 guard !list.isEmpty, list.allSatisfy({ Int($0).map { $0 >= 0 } ?? false }) else {
