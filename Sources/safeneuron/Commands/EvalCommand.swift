@@ -47,7 +47,7 @@ struct EvalCommand: ParsableCommand {
         timing.json and summary.json. A killed run resumes from generations.jsonl; rerunning a finished run \
         gives the same summary.json except wall_seconds and created_at. Over-refusal uses data/harmless_eval.txt \
         and the refusal judge (--overrefusal-sources for others). Capability: perplexity (data/perplexity.txt, \
-        windows of 512 tokens) and the --benchmarks (ARC, HellaSwag, PIQA, WinoGrande, OpenBookQA: acc and \
+        windows of 512 tokens) and the --benchmarks (ARC, HellaSwag, PIQA, WinoGrande, OpenBookQA, MMLU: acc and \
         acc_norm; GSM8K: greedy exact match), all on raw text without the chat template; DIR/benchmark_items.jsonl \
         holds every scored document. --suite all writes DIR/safety, DIR/overrefusal and DIR/capability.
         """)
@@ -72,7 +72,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Only the first N prompts (with --benchmarks: a seeded subset of N documents per benchmark).") var limit: Int?
     @Option(help: ArgumentHelp("Capability suite: these standard benchmarks besides perplexity, scored like lm-evaluation-harness (acc, acc_norm by continuation bytes, standard errors): \(Benchmarks.names.joined(separator: ", ")).", valueName: "list"))
     var benchmarks: String?
-    @Option(help: "Few-shot examples per --benchmarks context: 0 or 5 (the OLMES request files' own).") var shots = 0
+    @Option(help: "Few-shot examples per --benchmarks context: 0 or 5 (the OLMES request files' own; MMLU: the subject's first 5 dev questions).") var shots = 0
     @Option(help: "A seeded random N prompts of the prompt set (and of each over-refusal source), kept in file order; the seed is --subset-seed.")
     var sample: Int?
     @Option(help: "Seed of the --limit subsets of --benchmarks and of --sample.") var subsetSeed: UInt64 = 0
