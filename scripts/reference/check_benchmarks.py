@@ -4,6 +4,7 @@
     swift build -c release --product safeneuron
     python3 scripts/reference/check_benchmarks.py --benchmarks arc_easy,arc_challenge,hellaswag,piqa --limit 500
     python3 scripts/reference/check_benchmarks.py --model M.gguf --benchmarks winogrande --shots 5 --limit 100
+    python3 scripts/reference/check_benchmarks.py --benchmarks mmlu --shots 0 --limit 500
 
 Needs torch, transformers, gguf. Work files go to --workdir (default: a temporary folder).
 
@@ -17,6 +18,11 @@ transformers). acc = argmax of the log-likelihoods; acc_norm = argmax of log-lik
 continuation. Documents are the same seeded subset as ours (the script reads our benchmark_items.jsonl to
 know which documents were drawn, and checks they all exist in the file).
 
+MMLU has no request files: the reference reads the Arrow files (vendor-data/benchmarks/mmlu/<subject>/{test,dev}.arrow)
+with pyarrow and builds each context with OLMES's own MMLU.doc_to_text, taken from the pinned wheel
+(olmes_mmlu.py; 5-shot = its "inst+5" prompt over the subject's dev rows), continuations " " + choice, gold =
+answer. Documents are matched by our native_id "<subject>/<row>", all subjects as one set.
+
 Passes when every per-choice log-likelihood is within --tolerance (0.02 nats) and every benchmark's acc and
 acc_norm are within 0.5 points. Exit status 1 when a check fails.
 """
@@ -27,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_identify import DEFAULT_BINARY, DEFAULT_MODEL, ROOT, finish, load_model
+from olmes_mmlu import mmlu_context, mmlu_continuations
 FILES = {  # benchmark -> (0-shot file, query as context), 5-shot file
     "arc_challenge": (("arc_challenge/test_rc_5shot.jsonl", True), "arc_challenge/test_rc_5shot.jsonl"),
     "arc_easy": (("arc_easy/test_rc_5shot.jsonl", True), "arc_easy/test_rc_5shot.jsonl"),
@@ -48,6 +55,24 @@ def read_docs(path, query_as_context):
         ctx = r["doc"]["query"] if query_as_context else r["request"]["context"]
         d = docs.setdefault(r["doc_id"], {"gold": r["label"], "choices": {}})
         d["choices"][r["idx"]] = (ctx, r["request"]["continuation"])
+    return docs
+
+
+def read_mmlu_docs(shots):
+    """native_id "<subject>/<row>" -> document, over every subject's test split (pyarrow, OLMES's prompt code)."""
+    import pyarrow.ipc as ipc
+    folder = ROOT / "vendor-data" / "benchmarks" / "mmlu"
+    docs = {}
+    for subject_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        def rows(split):
+            with open(subject_dir / f"{split}.arrow", "rb") as f:
+                return ipc.open_stream(f).read_all().to_pylist()
+        dev = {subject_dir.name: rows("dev")}
+        for row, doc in enumerate(rows("test")):
+            assert doc["subject"] == subject_dir.name, (subject_dir, row)
+            context = mmlu_context(doc, shots, dev)
+            docs[f"{subject_dir.name}/{row}"] = {"gold": doc["answer"],
+                                                 "choices": {i: (context, c) for i, c in enumerate(mmlu_continuations(doc))}}
     return docs
 
 
@@ -98,15 +123,23 @@ def main():
     tok, model = load_model(args.model)
     failures = []
     for name in args.benchmarks.split(","):
-        (zero, query), five = FILES[name]
-        file, query = (zero, query) if args.shots == 0 else (five, False)
-        docs = read_docs(ROOT / "vendor-data" / "benchmarks" / file, query)
+        if name == "mmlu":
+            file, key = "mmlu/<subject>/test.arrow", "native_id"
+            docs = read_mmlu_docs(args.shots)
+            print(f"mmlu: {len(docs)} test questions in the Arrow files")
+            if len(docs) != 14042:
+                failures.append(f"mmlu: {len(docs)} test questions, expected 14,042")
+        else:
+            (zero, query), five = FILES[name]
+            file, query = (zero, query) if args.shots == 0 else (five, False)
+            key = "doc_id"
+            docs = read_docs(ROOT / "vendor-data" / "benchmarks" / file, query)
         mine = [o for o in ours if o["benchmark"] == name]
         worst, hits, hits_norm, t = 0.0, 0, 0, time.time()
         for o in mine:
-            d = docs.get(o["doc_id"])
+            d = docs.get(o[key])
             if d is None:
-                failures.append(f"{name}: document {o['doc_id']} is not in {file}")
+                failures.append(f"{name}: document {o[key]} is not in {file}")
                 continue
             choices = [d["choices"][i] for i in range(len(d["choices"]))]
             lls = [loglikelihood(model, tok, c, k) for c, k in choices]
