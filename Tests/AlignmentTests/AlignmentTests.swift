@@ -28,18 +28,6 @@ final class AlignmentTests: XCTestCase {
         return g
     }
 
-    func frozenBitsUnchanged(_ before: ModelWeights, _ after: ModelWeights, _ neurons: NeuronSet) -> Bool {
-        let H = before.config.hiddenSize, I = before.config.intermediateSize
-        for (l, j) in neurons.pairs {
-            let a = before.layers[l], b = after.layers[l]
-            for c in 0..<H {
-                if a.gateProj[j * H + c].bitPattern != b.gateProj[j * H + c].bitPattern { return false }
-                if a.upProj[j * H + c].bitPattern != b.upProj[j * H + c].bitPattern { return false }
-                if a.downProj[c * I + j].bitPattern != b.downProj[c * I + j].bitPattern { return false }
-            }
-        }
-        return true
-    }
 
     func testAdamWAndSGDOneStepMatchPyTorchAndKeepFrozenSlices() throws {
         let name = "llama_untied"
@@ -329,4 +317,18 @@ final class AlignmentTests: XCTestCase {
         for k in 1...3 { XCTAssertTrue(try t.trainStep().skipped); XCTAssertEqual(t.consecutiveSkips, k) }
         XCTAssertGreaterThan(t.lastStepTokens, 0)
     }
+}
+
+/// Whether every slice `neurons` freezes (gate/up row j, down column j) has the same bits in both.
+func frozenBitsUnchanged(_ before: ModelWeights, _ after: ModelWeights, _ neurons: NeuronSet) -> Bool {
+    let H = before.config.hiddenSize, I = before.config.intermediateSize
+    for (l, j) in neurons.pairs {
+        let a = before.layers[l], b = after.layers[l]
+        for c in 0..<H {
+            if a.gateProj[j * H + c].bitPattern != b.gateProj[j * H + c].bitPattern { return false }
+            if a.upProj[j * H + c].bitPattern != b.upProj[j * H + c].bitPattern { return false }
+            if a.downProj[c * I + j].bitPattern != b.downProj[c * I + j].bitPattern { return false }
+        }
+    }
+    return true
 }

@@ -1,15 +1,14 @@
 import Foundation
 import Tensors
+import TrainingFixtureSupport
 @testable import Alignment
-@testable import Transformer
+import Transformer
 import XCTest
 
 /// bf16 AdamW moments (stochastic rounding) against the f32 optimizer, and the memory plan.
 final class MomentFormatTests: XCTestCase {
     func examples(_ b: TrainingFixture.Batch) -> [PreferenceExample] {
-        zip(b.promptLens.indices, b.promptLens).map { i, p in
-            PreferenceExample(promptIds: Array(b.chosen[i].prefix(p)), chosenIds: b.chosen[i], rejectedIds: b.rejected[i])
-        }
+        (0..<b.prompts.count).map { PreferenceExample(promptIds: b.prompts[$0], chosenIds: b.chosen[$0], rejectedIds: b.rejected[$0]) }
     }
 
     func trainer(_ w: ModelWeights, _ b: TrainingFixture.Batch, moments: MomentFormat, steps: Int = 20,
