@@ -13,6 +13,14 @@ set +e
 swift test -c release -Xswiftc -enable-testing --disable-swift-testing "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# The TRL bridge's unit tests (torch, transformers, trl, accelerate from PyPI; about two minutes to install, 30 s to
+# run). Its slow parity tests against the Swift binary (about 30 minutes on 2 cores) run with python/test.sh alone.
+if [ "$status" = 0 ]; then
+  set +e
+  python/test.sh -m "not slow" 2>&1 | tee -a "$log"
+  status=${PIPESTATUS[0]}
+  set -e
+fi
 summary=$(grep -E "Executed [0-9]+ tests?, with" "$log" | tail -n 1 || true)
 if [ -n "$summary" ]; then
   total=$(echo "$summary" | sed -nE 's/.*Executed ([0-9]+) tests?.*/\1/p')
