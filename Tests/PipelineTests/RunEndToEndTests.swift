@@ -91,7 +91,7 @@ final class RunEndToEndTests: XCTestCase {
             // The default run's standard benchmarks and over-refusal sources, for every method.
             let fields = try XCTUnwrap(entry as? [String: Any])
             let benchmarks = try XCTUnwrap(fields["benchmarks"] as? [String: Any], name)
-            XCTAssertEqual(Set(benchmarks.keys), ["arc_easy", "arc_challenge", "hellaswag", "piqa", "winogrande", "openbookqa", "gsm8k"])
+            XCTAssertEqual(Set(benchmarks.keys), ["arc_easy", "arc_challenge", "hellaswag", "piqa", "winogrande", "openbookqa", "mmlu", "gsm8k"])
             XCTAssertEqual((benchmarks["piqa"] as? [String: Any])?["n"] as? Int, 3)
             XCTAssertEqual((benchmarks["gsm8k"] as? [String: Any])?["n"] as? Int, 2)
             let sources = try XCTUnwrap(fields["overrefusal_sources"] as? [String: Any], name)
