@@ -168,7 +168,8 @@ struct BenchWorkloads {
     static func peakResidentMiB() -> Double {
         guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
               let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return -1 }
+              // "VmHWM:\t  2948 kB" or, with eight digits, "VmHWM:\t19186528 kB": split on any whitespace.
+              let kb = Double(line.dropFirst("VmHWM:".count).split(whereSeparator: \.isWhitespace).first ?? "") else { return -1 }
         return kb / 1024
     }
 
