@@ -27,7 +27,10 @@ final class AttackFamilyTests: XCTestCase {
         let run = try RunFixture.tempDir()
         let d = try RunConfig.load(userFile: nil, full: false, overrides: ["output": run])
         XCTAssertEqual(d.eval.attributionTopK, [450])
-        XCTAssertEqual(d.methods, ["original", "dpo", "sn-tune", "safeneuron", "safeneuron-freeze"])
+        XCTAssertEqual(d.methods, ["original", "dpo", "sn-tune", "safeneuron"])
+        XCTAssertEqual(d.train.trainer, "swift")
+        XCTAssertFalse(d.eval.benchmarks.contains("gsm8k"))
+        XCTAssertTrue(d.eval.benchmarks.contains("mmlu"))
         XCTAssertEqual(d.eval.excludeUtility, [1150])
         XCTAssertEqual(d.eval.direction, "auto")
         XCTAssertTrue(d.eval.perplexity)
@@ -36,6 +39,10 @@ final class AttackFamilyTests: XCTestCase {
         XCTAssertEqual(full.eval.topk, [50, 150, 450, 1350])
         XCTAssertEqual(full.eval.attributionTopK, [50, 150, 450])
         XCTAssertEqual(full.methods.last, "safeneuron-dropout")
+        XCTAssertTrue(full.methods.contains("safeneuron-freeze"))
+        XCTAssertEqual(full.eval.benchmarks.last, "gsm8k")
+        XCTAssertEqual(try RunConfig.load(userFile: nil, full: false, overrides: ["output": run, "train.trainer": "trl"]).train.trainer, "trl")
+        XCTAssertThrowsError(try RunConfig.load(userFile: nil, full: false, overrides: ["output": run, "train.trainer": "torch"]))
         let c = try RunConfig.load(userFile: nil, full: false, overrides: [
             "output": run, "eval.direction": "off", "eval.exclude_utility": [0, 2300],
             "train.frozen_score": "attribution", "train.frozen_top_k": 450])

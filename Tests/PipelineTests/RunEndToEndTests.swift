@@ -64,7 +64,8 @@ final class RunEndToEndTests: XCTestCase {
         pairs: {file: \(dir)/pairs.jsonl}
         train: {epochs: 1, batch_size: 2, max_length: 48, warmup_steps: 0, save_every: 1, frozen_top_k: 6}
         eval: {max_tokens: 4, batch_size: 8, limit: 6, topk: [4], attribution_topk: [4], exclude_utility: [4], direction: auto,
-               benchmark_limit: 3, gsm8k_limit: 2, gsm8k_tokens: 4, jailbreak_sample: 5, overrefusal_sample: 3}
+               benchmark_limit: 3, gsm8k_limit: 2, gsm8k_tokens: 4, jailbreak_sample: 5, overrefusal_sample: 3,
+               benchmarks: [arc_easy, arc_challenge, hellaswag, piqa, winogrande, openbookqa, mmlu, gsm8k]}
         """
         try config.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
         let args = ["run", "--config", dir + "/config.yaml"]
