@@ -130,7 +130,9 @@ struct BenchCommand: ParsableCommand {
             }
         } else {
             text += "OpenBLAS core \(BLAS.coreName), load average \(load)\(quick ? ", --quick" : "")\n"
-            text += "workload           shape          rate              GFLOP/s  of sgemm  peak MiB  median s\n"
+            // Columns as wide as their longest cell, so long shape descriptions never run into the rate.
+            let header = ["workload", "shape", "rate", "GFLOP/s", "of sgemm", "peak MiB", "median s", "notes"]
+            var rows = [header]
             for r in records {
                 func s(_ k: String) -> String { r[k].map { "\($0)" } ?? "" }
                 let rate = (r["rate"] as? Double).map { String(format: "%.1f %@", $0, s("unit")) } ?? ""
@@ -138,12 +140,17 @@ struct BenchCommand: ParsableCommand {
                 let f = (r["fraction_of_sgemm"] as? Double).map { String(format: "%.0f%%", 100 * $0) } ?? ""
                 let mem = (r["peak_rss_mib"] as? Double).map { String(format: "%.0f", $0) } ?? ""
                 let med = (r["median_seconds"] as? Double).map { String(format: "%.3f", $0) } ?? ""
-                text += s("workload").padding(toLength: 19, withPad: " ", startingAt: 0)
-                    + s("shape").padding(toLength: 15, withPad: " ", startingAt: 0)
-                    + rate.padding(toLength: 18, withPad: " ", startingAt: 0)
-                    + g.padding(toLength: 9, withPad: " ", startingAt: 0)
-                    + f.padding(toLength: 10, withPad: " ", startingAt: 0)
-                    + mem.padding(toLength: 10, withPad: " ", startingAt: 0) + med + "\n"
+                // Workload-specific results that the JSON carries under their own keys.
+                var notes: [String] = []
+                if let x = r["speedup"] as? Double { notes.append(String(format: "speed-up %.2f×", x)) }
+                if let x = r["max_abs_logprob_difference"] as? Double { notes.append(String(format: "max |Δ log p| %.2g", x)) }
+                if let x = r["fraction_of_prefill"] as? Double { notes.append(String(format: "%.0f%% of prefill", 100 * x)) }
+                rows.append([s("workload"), s("shape"), rate, g, f, mem, med, notes.joined(separator: ", ")])
+            }
+            let widths = header.indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
+            for row in rows {
+                let cells = row.indices.map { c in c == row.count - 1 ? row[c] : row[c].padding(toLength: widths[c] + 2, withPad: " ", startingAt: 0) }
+                text += cells.joined().trimmingCharacters(in: .whitespaces) + "\n"
             }
         }
         if let output {
